@@ -1,0 +1,9 @@
+HELP = "train"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    raise NotImplementedError

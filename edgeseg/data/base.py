@@ -1,0 +1,67 @@
+"""The dataset contract every source of training data follows.
+
+A dataset is an indexable collection of (image, mask) pairs plus the class description a
+ModelSpec needs. Images are RGB uint8 HxWx3, masks uint8 HxW class indices with
+`ignore_index` for unlabelled pixels (binary datasets: 0/1). File-backed datasets also expose
+their paths so the tf.data pipeline can decode them with TensorFlow ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+# How a mask file stores class indices.
+MASK_INDEX = "index"  # single-channel 8-bit PNG holding class indices (CamVid)
+MASK_PALETTE = "palette"  # palettised PNG, read as indices with Pillow mode 'P' (Pascal VOC)
+MASK_BINARY = "binary"  # grayscale or colour, foreground where value > 127
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """What the classes of a dataset are called and look like."""
+
+    names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...] = ()
+    ignore_index: int = 255
+    task: str = "multiclass"  # or "binary"
+    traversable: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class SegDataset(Protocol):
+    """What training, evaluation and calibration read."""
+
+    name: str
+    classes: ClassInfo
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (image RGB uint8 HxWx3, mask uint8 HxW) for one sample."""
+        ...
+
+
+@dataclass
+class FileDataset:
+    """Image and mask files paired by position."""
+
+    name: str
+    classes: ClassInfo
+    image_paths: list[Path]
+    mask_paths: list[Path]
+    mask_format: str = MASK_INDEX
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        from edgeseg.data.io import read_mask, read_rgb
+
+        image = read_rgb(self.image_paths[index])
+        mask = read_mask(self.mask_paths[index], self.mask_format)
+        return image, mask

@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+A user error (bad input, missing file, wrong flag) raises one of these; the CLI prints the
+message on one line and exits 1. Anything else is a bug and keeps its traceback. Every message
+says what was wrong and what to do about it.
+"""
+
+
+class EdgesegError(Exception):
+    """Base class for every error caused by the user's input or environment."""
+
+
+class DataError(EdgesegError):
+    """A dataset, image or mask is missing, unreadable or inconsistent."""
+
+
+class ModelError(EdgesegError):
+    """A model name, size or file is wrong."""
+
+
+class SpecError(EdgesegError):
+    """A ModelSpec is missing, malformed or does not match the model."""
+
+
+class EngineError(EdgesegError):
+    """An ONNX model or engine cannot be built, loaded or run."""
