@@ -1,0 +1,152 @@
+"""`edgeseg evaluate`: task metrics of a trained model on a dataset split, with pictures.
+
+Predictions go through the runtime's own preprocessing (`edgeseg.runtime.preprocess`) and are
+compared at the mask's full resolution, exactly as a deployed engine is judged by `verify`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from edgeseg.errors import EdgesegError, ModelError
+from edgeseg.evalmetrics import confusion_matrix, format_table, per_image_iou, scores_from_confusion
+from edgeseg.fileio import atomic_write_text
+from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map
+from edgeseg.spec import SPEC_FILENAME, ModelSpec
+
+
+@dataclass
+class EvalReport:
+    model: str
+    data: str
+    subset: str
+    images: int
+    scores: object  # SegmentationScores
+    table: str
+    per_image: list[tuple[str, float]] = field(default_factory=list)  # (sample id, mean IoU)
+    pictures: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "subset": self.subset,
+            "images": self.images,
+            "scores": self.scores.to_dict(),
+            "per_image_mean_iou": [{"sample": s, "mean_iou": _finite(v)} for s, v in self.per_image],
+            "pictures": self.pictures,
+        }
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def load_model_and_spec(path: str | Path):
+    """Load a Keras model and its ModelSpec from a run folder or a `.keras` file beside spec.json."""
+    import keras
+
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.exists():
+        raise ModelError(f"no model at {model_path}; pass a run folder from `edgeseg train` or a .keras file")
+    spec = ModelSpec.load(model_path.parent / SPEC_FILENAME)
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except (ValueError, OSError) as err:
+        raise ModelError(f"cannot load {model_path}: {err}") from None
+    return model, spec
+
+
+def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, batch: int = 8) -> list[np.ndarray]:
+    """Class maps at each image's own resolution, via the shared preprocessing."""
+    maps = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        output = np.asarray(model.predict_on_batch(preprocess(chunk, spec)))
+        for image, class_map in zip(chunk, class_map_from_output(output, spec)):
+            maps.append(resize_class_map(class_map, *image.shape[:2]))
+    return maps
+
+
+def evaluate(
+    model_path: str | Path,
+    data: str,
+    subset: str = "test",
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    json_path: str | Path | None = None,
+    batch: int = 8,
+    pictures: int = 3,
+    progress: bool = True,
+) -> EvalReport:
+    """Evaluate a model on `subset` of `data`; write pictures to `out_dir` and JSON to `json_path`."""
+    from edgeseg.data.sources import open_dataset, validate_dataset
+    from edgeseg.train import plots
+
+    model, spec = load_model_and_spec(model_path)
+    dataset = open_dataset(data, subset=subset, split=split, seed=seed, size=spec.input_size)
+    validate_dataset(dataset)
+    if len(dataset) == 0:
+        raise EdgesegError(f"the {subset} split of {data} is empty; choose another --subset or --split")
+    if tuple(dataset.classes.names) != spec.class_names:
+        raise EdgesegError(
+            f"the dataset's classes {list(dataset.classes.names)} differ from the model's "
+            f"{list(spec.class_names)}; evaluate on data with the same classes"
+        )
+
+    cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
+    per_image: list[tuple[int, float]] = []
+    indices = range(len(dataset))
+    bar = tqdm(total=len(dataset), desc=f"evaluate {subset}", unit="img", disable=not progress)
+    for start in range(0, len(dataset), batch):
+        chunk = [dataset.load(i) for i in indices[start : start + batch]]
+        predictions = predict_class_maps(model, [image for image, _ in chunk], spec, batch=batch)
+        for offset, ((_, mask), pred) in enumerate(zip(chunk, predictions)):
+            cm += confusion_matrix(mask, pred, spec.num_classes, spec.ignore_index)
+            per_image.append((start + offset, per_image_iou(mask, pred, spec.num_classes, spec.ignore_index)))
+        bar.update(len(chunk))
+    bar.close()
+
+    scores = scores_from_confusion(cm, spec.class_names)
+    report = EvalReport(
+        model=str(model_path),
+        data=data,
+        subset=subset,
+        images=len(dataset),
+        scores=scores,
+        table=format_table(scores, spec.class_names),
+        per_image=[(_sample_id(dataset, i), v) for i, v in per_image],
+    )
+    if out_dir is not None:
+        out = Path(out_dir)
+        plots.confusion_matrix_picture(cm, spec.class_names, out / "confusion.png")
+        report.pictures["confusion"] = str(out / "confusion.png")
+        ranked = sorted(per_image, key=lambda item: (np.nan_to_num(item[1], nan=1.0), item[0]))
+        for name, chosen in (("worst", ranked[:pictures]), ("best", ranked[::-1][:pictures])):
+            samples = [dataset.load(i) for i, _ in chosen]
+            images = [image for image, _ in samples]
+            plots.prediction_grid(
+                images,
+                [mask for _, mask in samples],
+                predict_class_maps(model, images, spec),
+                spec,
+                out / f"{name}.png",
+                titles=[f"{_sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
+            )
+            report.pictures[name] = str(out / f"{name}.png")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def _sample_id(dataset, index: int) -> str:
+    paths = getattr(dataset, "image_paths", None)
+    return Path(paths[index]).name if paths else f"#{index}"

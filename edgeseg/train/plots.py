@@ -1,0 +1,127 @@
+"""Pictures people would rather look at than read: curves, samples, confusion matrices.
+
+matplotlib with the Agg backend (no display needed); every picture is written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgeseg.fileio import atomic_path
+from edgeseg.spec import ModelSpec
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def colorize(class_map: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
+    """RGB picture of a class map; ignored pixels are white."""
+    lut = np.full((256, 3), 255, dtype=np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    if 0 <= ignore_index < 256:
+        lut[ignore_index] = 255
+    return lut[class_map]
+
+
+def training_curves(rows: list[dict[str, float]], path: Path, monitor: str) -> Path:
+    """Loss and the monitored metric per epoch, training and validation side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [int(r.get("epoch", i)) + 1 for i, r in enumerate(rows)]
+    metric = monitor.removeprefix("val_")
+    for ax, key in zip(axes, ("loss", metric)):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [r.get(prefix + key, np.nan) for r in rows]
+            ax.plot(epochs, values, style, marker="o", label=(prefix + key) or key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def prediction_grid(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    predictions: Sequence[np.ndarray],
+    spec: ModelSpec,
+    path: Path,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Rows of image | truth | prediction."""
+    plt = _pyplot()
+    rows = max(1, len(images))
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for row, (image, truth, pred) in enumerate(zip(images, truths, predictions)):
+        for col, (picture, name) in enumerate(
+            (
+                (image, "image"),
+                (colorize(truth, spec.palette, spec.ignore_index), "truth"),
+                (colorize(pred, spec.palette, spec.ignore_index), "prediction"),
+            )
+        ):
+            ax = axes[row][col]
+            ax.imshow(picture)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            label = name if not titles else f"{name}  {titles[row]}" if col == 0 else name
+            ax.set_title(label, fontsize=9)
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=np.asarray(colour) / 255.0) for colour in spec.palette
+    ]
+    fig.legend(handles, spec.class_names, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _save(fig, path)
+
+
+def sample_predictions(model, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
+    """image | truth | prediction for the first few samples of a dataset, through the runtime path."""
+    from edgeseg.train.evaluate import predict_class_maps
+
+    indices = list(range(min(count, len(dataset))))
+    samples = [dataset.load(i) for i in indices]
+    images = [image for image, _ in samples]
+    truths = [mask for _, mask in samples]
+    predictions = predict_class_maps(model, images, spec)
+    return prediction_grid(images, truths, predictions, spec, path)
+
+
+def confusion_matrix_picture(cm: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
+    """Row-normalised confusion matrix (rows: truth, columns: prediction) with percentages."""
+    plt = _pyplot()
+    totals = cm.sum(axis=1, keepdims=True)
+    normalised = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=np.float64), where=totals > 0)
+    size = max(4.0, 0.6 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("truth")
+    for i in ticks:
+        for j in ticks:
+            if totals[i, 0]:
+                value = normalised[i, j]
+                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if value > 0.5 else "black")
+    ax.set_title("confusion matrix (% of each true class)")
+    fig.tight_layout()
+    return _save(fig, path)
