@@ -15,16 +15,20 @@ from edgeseg.errors import EdgesegError
 from edgeseg.spec import ModelSpec
 
 
-def _check_frame(frame: np.ndarray) -> None:
+def check_frame(frame: np.ndarray) -> None:
+    """Raise EdgesegError unless `frame` is an RGB uint8 HxWx3 array."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)
         dtype = getattr(frame, "dtype", type(frame).__name__)
         raise EdgesegError(f"expected an RGB uint8 HxWx3 frame, got shape {shape} dtype {dtype}")
 
 
+_check_frame = check_frame  # the earlier private name
+
+
 def resize_frame(frame: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Fit an RGB uint8 frame to the network input size (bilinear, like training)."""
-    _check_frame(frame)
+    check_frame(frame)
     height, width = spec.input_size
     if frame.shape[:2] == (height, width):
         return frame
@@ -81,3 +85,21 @@ def resize_class_map(class_map: np.ndarray, height: int, width: int) -> np.ndarr
     if class_map.shape[:2] == (height, width):
         return class_map
     return cv2.resize(class_map, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def probabilities_from_output(output: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Per-class probabilities (N, H, W, C) float32 that sum to 1 over C.
+
+    Logits get a softmax; a binary sigmoid map p becomes the two channels [1 - p, p]; outputs
+    that already hold probabilities pass through (per-class sigmoids are renormalised).
+    """
+    output = output_to_nhwc(output, spec).astype(np.float32, copy=False)
+    if spec.task == "binary":
+        foreground = output[..., :1]
+        return np.concatenate([1.0 - foreground, foreground], axis=-1)
+    if spec.output == "logits":
+        shifted = np.exp(output - output.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    if spec.output == "sigmoid":
+        return output / np.maximum(output.sum(axis=-1, keepdims=True), np.float32(1e-12))
+    return output

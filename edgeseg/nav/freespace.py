@@ -1,0 +1,183 @@
+"""Free space in front of the car, measured on a segmentation class map.
+
+The ground region is the part of the frame below a horizon line, analysed on a grid of at most
+`max_rows` x `max_cols` cells. Two measurements come out of it:
+
+- per image column, the free depth: how far up from the bottom row the traversable region reaches
+  without a break (used for how open each side is);
+- per candidate heading, the free depth of a corridor of the car's width swept along a straight
+  line from the bottom centre of the frame (where the car is) to an offset at the horizon. The
+  corridor starts at the car, so an obstacle right in front of the bumper blocks every heading.
+
+Depths are fractions of the ground region's height (0 = blocked at the bumper, 1 = free up to the
+horizon), not metres: perspective makes them monotone in distance, which is all the planner
+needs. An obstacle is `min_obstacle_rows` consecutive non-traversable grid rows, so a lone
+misclassified pixel is not a wall. Only numpy: this runs on the robot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """What the planner knows about the ground region of one class map.
+
+    Attributes:
+        column_depth: per grid column (left to right), the smoothed free depth in [0, 1].
+        column_free: per grid column, the fraction of its ground cells that are traversable,
+            contiguous or not (which side has floor at all, when the bumper is blocked).
+        row_counts: (rows + 1) x (cols + 1) running count, along each row, of obstacle cells;
+            row 0 is the bottom row, the last row is the horizon (all obstacle).
+        classified: fraction of ground pixels that carry a class (not the ignore index).
+        traversable: fraction of ground pixels of a traversable class.
+        fragmentation: fraction of neighbouring pixel pairs where traversable and
+            non-traversable meet; near 0 for clean maps, about 0.5 for salt-and-pepper noise.
+    """
+
+    column_depth: np.ndarray
+    column_free: np.ndarray
+    row_counts: np.ndarray
+    classified: float
+    traversable: float
+    fragmentation: float
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the analysis grid."""
+        return self.row_counts.shape[0] - 1, self.row_counts.shape[1] - 1
+
+    def heading_depth(
+        self, offsets: np.ndarray, half_width: float, min_obstacle_width: float, far_width: float = 1.0
+    ) -> np.ndarray:
+        """Free depth of the corridor towards each heading, in [0, 1].
+
+        Args:
+            offsets: headings as the corridor's offset at the horizon, -1 = left image edge,
+                0 = straight ahead, +1 = right image edge.
+            half_width: half the corridor's width at the bottom row, fraction of the image width.
+            min_obstacle_width: fraction of the corridor's width that obstacle cells must fill in
+                a row to block it (at least one cell).
+            far_width: the corridor's width at the horizon relative to the bottom row; it
+                narrows linearly in between, as perspective shrinks the car far away.
+        """
+        rows, cols = self.grid_shape
+        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
+        height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
+        centre = (offsets * height + 1.0) * (cols / 2.0)
+        half = half_width * cols * (1.0 - (1.0 - far_width) * height)
+        lo = np.clip(np.floor(centre - half + 0.5), 0, cols - 1).astype(np.intp)
+        hi = np.clip(np.floor(centre + half + 0.5), lo + 1, cols).astype(np.intp)
+        row_index = np.arange(rows + 1)
+        counts = self.row_counts[row_index, hi] - self.row_counts[row_index, lo]
+        need = np.maximum(1, np.round(min_obstacle_width * 2 * half)).astype(np.intp)
+        blocked = counts >= np.minimum(need, hi - lo)
+        blocked[:, rows] = True  # the horizon ends every corridor
+        return blocked.argmax(axis=1).astype(np.float32) / np.float32(rows)
+
+    def openness(self, offsets: np.ndarray, half_width: float) -> np.ndarray:
+        """Mean column depth around where each heading meets the horizon (outside the image: 0)."""
+        cols = self.column_depth.shape[0]
+        offsets = np.asarray(offsets, dtype=np.float32)
+        centre = (offsets + 1.0) * (cols / 2.0)
+        lo = np.clip(np.floor(centre - half_width * cols + 0.5), 0, cols).astype(np.intp)
+        hi = np.clip(np.floor(centre + half_width * cols + 0.5), 0, cols).astype(np.intp)
+        sums = np.concatenate(([0.0], np.cumsum(self.column_depth, dtype=np.float64)))
+        width = max(1.0, 2 * half_width * cols)
+        return ((sums[hi] - sums[lo]) / width).astype(np.float32)
+
+
+def ground_grid(class_map: np.ndarray, horizon: float, max_rows: int, max_cols: int) -> np.ndarray:
+    """The ground region below `horizon` (fraction of height), subsampled to at most max_rows x max_cols.
+
+    Subsampling by striding keeps planning fast on full-resolution class maps; a class map
+    upsampled from a 256-pixel network output holds no detail finer than the grid anyway.
+    The result is in image order (bottom row last) and always keeps the bottom row.
+    """
+    height, width = class_map.shape
+    top = min(int(horizon * height), height - 1)
+    row_stride = max(1, math.ceil((height - top) / max_rows))
+    col_stride = max(1, math.ceil(width / max_cols))
+    return class_map[top:][::-1][::row_stride, ::col_stride][::-1]
+
+
+def obstacle_cells(free: np.ndarray, min_obstacle_rows: int) -> np.ndarray:
+    """Obstacle cells, bottom row first, plus an all-obstacle horizon row: (rows + 1) x cols.
+
+    A cell is an obstacle when it starts `min_obstacle_rows` consecutive non-traversable rows
+    going up (above the horizon counts as non-traversable).
+    """
+    rows, cols = free.shape
+    run = max(1, min(min_obstacle_rows, rows))
+    blocked = np.ones((rows + run, cols), dtype=bool)
+    np.logical_not(free[::-1], out=blocked[:rows])
+    obstacle = blocked[: rows + 1].copy()
+    for shift in range(1, run):  # runs are a few rows: shifted ANDs beat a cumulative sum
+        obstacle &= blocked[shift : rows + 1 + shift]
+    return obstacle
+
+
+def box_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over `width` neighbours, edges padded with the edge values."""
+    half = max(0, width // 2)
+    if half == 0:
+        return values
+    padded = np.pad(values, half, mode="edge")
+    return sliding_window_view(padded, 2 * half + 1).mean(axis=1).astype(np.float32)
+
+
+def fragmentation(free: np.ndarray) -> float:
+    """Fraction of horizontal and vertical neighbour pairs that disagree about traversability."""
+    pairs = 0
+    changes = 0
+    if free.shape[1] > 1:
+        changes += int(np.count_nonzero(free[:, 1:] != free[:, :-1]))
+        pairs += free.shape[0] * (free.shape[1] - 1)
+    if free.shape[0] > 1:
+        changes += int(np.count_nonzero(free[1:] != free[:-1]))
+        pairs += (free.shape[0] - 1) * free.shape[1]
+    return changes / pairs if pairs else 0.0
+
+
+def analyse_free_space(
+    class_map: np.ndarray,
+    traversable_lut: np.ndarray,
+    *,
+    horizon: float,
+    min_obstacle_rows: int = 2,
+    smooth_width: float = 0.04,
+    ignore_index: int = 255,
+    max_rows: int = 128,
+    max_cols: int = 256,
+) -> FreeSpace:
+    """Measure the free space in the ground region of a uint8 HxW class map.
+
+    Args:
+        class_map: uint8 HxW class indices (checked by the caller).
+        traversable_lut: bool array of 256 entries, True for traversable class ids.
+        horizon: the ground region starts this fraction of the height from the top.
+        min_obstacle_rows: consecutive non-traversable grid rows that make an obstacle.
+        smooth_width: width of the moving average over column depths, fraction of the width.
+        ignore_index: the class value of unclassified pixels.
+        max_rows, max_cols: the largest analysis grid; bigger maps are subsampled.
+    """
+    ground = ground_grid(class_map, horizon, max_rows, max_cols)
+    rows, cols = ground.shape
+    free = traversable_lut[ground]
+    obstacle = obstacle_cells(free, min_obstacle_rows)
+    column_depth = obstacle.argmax(axis=0).astype(np.float32) / np.float32(rows)
+    row_counts = np.zeros((rows + 1, cols + 1), dtype=np.int32)
+    np.cumsum(obstacle, axis=1, out=row_counts[:, 1:])
+    return FreeSpace(
+        column_depth=box_mean(column_depth, round(smooth_width * cols)),
+        column_free=free.mean(axis=0, dtype=np.float32),
+        row_counts=row_counts,
+        classified=float(1.0 - np.count_nonzero(ground == ignore_index) / ground.size),
+        traversable=float(np.count_nonzero(free) / ground.size),
+        fragmentation=fragmentation(free),
+    )
