@@ -54,7 +54,7 @@ class ModelSpec:
     Attributes:
         class_names: one name per class; index i of the class map is `class_names[i]`.
         input_height, input_width: the network input size in pixels.
-        task: "multiclass" (one logit per class) or "binary" (one sigmoid channel, two classes).
+        task: "multiclass" (one channel per class) or "binary" (one channel, two classes).
         layout: "NHWC" or "NCHW" input tensor layout.
         channel_order: "rgb" or "bgr" channel order of the input tensor.
         scale, mean, std: per-pixel normalisation, see above.
@@ -116,8 +116,8 @@ class ModelSpec:
             )
         if self.task == "binary" and len(self.class_names) != 2:
             raise SpecError(f"a binary spec has exactly 2 classes, got {len(self.class_names)}")
-        if self.task == "binary" and self.output != "sigmoid":
-            raise SpecError(f"a binary spec has output 'sigmoid', got {self.output!r}")
+        if self.task == "binary" and self.output == "probabilities":
+            raise SpecError("a binary spec has one output channel: output 'sigmoid' or 'logits'")
         if self.input_height <= 0 or self.input_width <= 0:
             raise SpecError(f"input size must be positive, got {self.input_height}x{self.input_width}")
         if len(self.mean) != 3 or len(self.std) != 3:

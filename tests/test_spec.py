@@ -47,7 +47,7 @@ def test_default_palette_is_distinct():
         (dict(ignore_index=1), "collides"),
         (dict(std=(1, 0, 1)), "non-zero"),
         (dict(palette=((0, 0, 0),)), "palette"),
-        (dict(task="binary", class_names=("a", "b"), traversable=()), "sigmoid"),
+        (dict(task="binary", class_names=("a", "b"), traversable=(), output="probabilities"), "one output"),
     ],
 )
 def test_invalid_specs_name_the_problem(changes, message):

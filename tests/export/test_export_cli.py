@@ -1,0 +1,134 @@
+"""`edgeseg export` in-process: exit codes, one-line errors, the summary, files written or not."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from edgeseg import cli
+from edgeseg.cli import export as export_cli
+from edgeseg.onnxmeta import read_spec_from_onnx_file
+from edgeseg.spec import ModelSpec
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tf2onnx")
+pytest.importorskip("onnxruntime")
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def export_command(monkeypatch):
+    """Make sure `export` is a subcommand, whether or not the CLI lists it yet."""
+    if "export" not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "export"))
+
+
+def small_model(num_classes: int = 3) -> "keras.Model":
+    keras.utils.set_random_seed(0)
+    image = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255)(image)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+    return keras.Model(image, keras.layers.Conv2D(num_classes, 1, name="logits")(x))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    small_model().save(folder / "model.keras")
+    ModelSpec(class_names=("road", "grass", "sky"), input_height=SIZE, input_width=SIZE).save(folder / "spec.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def h5_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("h5") / "third_party.h5"
+    small_model(num_classes=2).save(path)
+    return path
+
+
+def test_run_folder_with_verify_images_and_nchw(run_dir, tmp_path, capsys):
+    import cv2
+
+    images = tmp_path / "frames"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):  # frames of another size: preprocess resizes them, as the runtime does
+        frame = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (80, 60), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(images / f"{index}.png"), frame)
+    out = tmp_path / "model.onnx"
+
+    code = cli.main(["export", str(run_dir), "-o", str(out), "--nchw", "--verify-images", str(images)])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "verified  3 given frames" in captured.out and "argmax agreement 100" in captured.out
+    assert "spec.json (beside the model)" in captured.out and "atol 0.0001 + rtol 0.0001" in captured.out
+    assert read_spec_from_onnx_file(out).layout == "NCHW"
+
+
+def test_h5_without_spec_exits_1_with_one_line_naming_what_is_missing(h5_path, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    code = cli.main(["export", str(h5_path), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("edgeseg export: error: no spec for ")
+    assert "--classes" in err and "2 names" in err and "(32x32)" in err
+    assert not out.exists()
+
+
+def test_h5_with_spec_flags_and_dynamic_batch(h5_path, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    argv = ["export", str(h5_path), "-o", str(out), "--classes", "free,blocked", "--traversable", "free",
+            "--batch", "dynamic", "--opset", "13"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    spec = read_spec_from_onnx_file(out)
+    assert spec.class_names == ("free", "blocked") and spec.traversable == ("free",) and spec.output == "logits"
+    assert "input image ['batch', 32, 32, 3]" in capsys.readouterr().out
+
+
+def test_spec_file_flag(h5_path, tmp_path, capsys):
+    spec_file = tmp_path / "other.json"
+    ModelSpec(class_names=("x", "y"), input_height=SIZE, input_width=SIZE, scale=0.5).save(spec_file)
+    out = tmp_path / "m.onnx"
+    assert cli.main(["export", str(h5_path), "-o", str(out), "--spec", str(spec_file)]) == 0
+    assert read_spec_from_onnx_file(out).scale == 0.5
+    assert f"spec file {spec_file}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make_argv, message",
+    [
+        (lambda d, t: [str(t / "nope.keras"), "-o", str(t / "x.onnx")], "does not exist"),
+        (lambda d, t: [str(d), "-o", str(t / "blocker" / "x.onnx")], "is a file, not a folder"),
+        (lambda d, t: [str(d), "-o", str(t / "x.onnx"), "--size", "64x48"], "does not match the input size 32x32"),
+        (lambda d, t: [str(d), "-o", str(t / "x.onnx"), "--verify-images", str(t / "none")], "does not exist"),
+    ],
+    ids=["missing-model", "output-under-a-file", "size-mismatch", "missing-verify-images"],
+)
+def test_user_errors_exit_1_with_one_line(run_dir, tmp_path, capsys, make_argv, message):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    code = cli.main(["export", *make_argv(run_dir, tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("edgeseg export: error: ")
+    assert message in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_argument_types():
+    assert export_cli.names("a, b,c") == ("a", "b", "c")
+    assert export_cli.triple("1,2.5,3") == (1.0, 2.5, 3.0)
+    assert export_cli.batch("dynamic") == "dynamic" and export_cli.batch("4") == 4
+    for parse, text in [(export_cli.names, "a,,b"), (export_cli.triple, "1,2"), (export_cli.batch, "0")]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+
+
+def test_bad_flag_value_is_a_usage_error(run_dir, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["export", str(run_dir), "-o", str(tmp_path / "x.onnx"), "--batch", "zero"])
+    assert info.value.code == 2
