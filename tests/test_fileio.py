@@ -29,3 +29,15 @@ def test_unwritable_destination_is_a_user_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(EdgesegError, match="cannot write"):
         atomic_write_text(blocker / "inside.txt", "y")
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "engine.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

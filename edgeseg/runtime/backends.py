@@ -244,7 +244,6 @@ _BUILTIN_ENTRIES = (
         install_hint="pip install 'edgeseg[onnx]' (or onnxruntime-gpu for CUDA)",
         description="ONNX Runtime (CUDA when available, else CPU)",
     ),
-    # A later row: "tensorrt" for (".engine", ".plan"); see the module docstring.
     BackendEntry(
         name="keras",
         suffixes=(".keras", ".h5"),
@@ -254,6 +253,15 @@ _BUILTIN_ENTRIES = (
         install_hint="pip install 'edgeseg[train]'",
         matches_path=_is_keras_run_folder,
         description="Keras float reference (model.keras or a run folder)",
+    ),
+    BackendEntry(
+        name="tensorrt",
+        suffixes=(".engine", ".plan"),
+        is_available=module_available("tensorrt"),
+        loader=lazy_loader("edgeseg.runtime.tensorrt_backend", "open_tensorrt"),
+        options=("device",),
+        install_hint="install TensorRT (JetPack on a Jetson, or pip install 'edgeseg[tensorrt]')",
+        description="TensorRT engine from `edgeseg build-engine` (NVIDIA GPU / Jetson)",
     ),
 )
 
