@@ -19,13 +19,6 @@ pytest.importorskip("onnxruntime")
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def export_command(monkeypatch):
-    """Make sure `export` is a subcommand, whether or not the CLI lists it yet."""
-    if "export" not in cli.COMMANDS:
-        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "export"))
-
-
 def small_model(num_classes: int = 3) -> "keras.Model":
     keras.utils.set_random_seed(0)
     image = keras.Input((SIZE, SIZE, 3), name="image")

@@ -1,0 +1,192 @@
+"""`edgeseg stream`: run a model live on a camera, a video, a stream, images or the synthetic world.
+
+    edgeseg stream --source synthetic:// --model model.onnx --serve :8080
+    edgeseg stream --camera 0 --model model.onnx --record drive.mp4 --commands udp://10.0.0.2:9000
+    edgeseg stream --source clip.mp4 --model model.onnx --view side --max-frames 300 --telemetry t.jsonl
+
+Ctrl-C or SIGTERM stops the run cleanly (the recording is finalised) and exits 0; a second
+Ctrl-C gives up waiting. A camera or stream that stops for good exits 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+from typing import Any, Iterator
+
+HELP = "run a model live on a camera, video, RTSP stream, image folder or the synthetic world"
+NAV_MODE_CHOICES = ("safe", "balanced", "adventurous")
+VIEW_CHOICES = ("overlay", "mask", "side")
+BACKEND_CHOICES = ("auto", "onnxruntime", "keras", "tensorrt")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("input")
+    source = where.add_mutually_exclusive_group(required=True)
+    source.add_argument("--camera", metavar="N", help="camera index or /dev/videoN (V4L2)")
+    source.add_argument("--source", metavar="URI",
+                        help="clip.mp4, an image folder or glob, rtsp://..., http://..., csi://N, gst:PIPELINE, "
+                             "or synthetic://?seed=0&size=320x240 (a drive through the synthetic world)")
+    where.add_argument("--width", type=_positive_int, metavar="PX", help="capture width (cameras, synthetic)")
+    where.add_argument("--height", type=_positive_int, metavar="PX", help="capture height (cameras, synthetic)")
+    where.add_argument("--fps", type=float, help="capture frame rate (cameras, synthetic; nominal for files)")
+    where.add_argument("--loop", action="store_true", default=None, help="play a video or image folder forever")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", required=True, help="model file (.onnx, .keras, ...) or a training run folder")
+    model.add_argument("--spec", help="spec JSON for a model that carries none")
+    model.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    model.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (onnxruntime)")
+    model.add_argument("--mode", choices=NAV_MODE_CHOICES, default="safe", help="navigation mode (default: safe)")
+    model.add_argument("--no-nav", action="store_true", help="segment only: no driving commands")
+
+    out = parser.add_argument_group("outputs (several at once)")
+    out.add_argument("--show", action="store_true", help="show the view in a window (q or Esc ends the run)")
+    out.add_argument("--record", metavar="FILE", help="record the view to a video (.mp4 or .avi), atomically")
+    out.add_argument("--save-frames", metavar="DIR", help="save every view as DIR/frame_NNNNNN.jpg")
+    out.add_argument("--serve", metavar="[HOST:]PORT",
+                     help="browser view at http://HOST:PORT/ (default host 127.0.0.1; 0.0.0.0 exposes it)")
+    out.add_argument("--commands", metavar="FILE|-|udp://HOST:PORT",
+                     help="one JSON object per frame: steering, throttle, stop, clearance, confidence, "
+                          "timestamp, frame")
+    out.add_argument("--view", choices=VIEW_CHOICES, default="overlay", help="what the view shows (default: overlay)")
+    out.add_argument("--alpha", type=float, default=0.5, metavar="A", help="class colour weight in the overlay (0-1)")
+    out.add_argument("--no-legend", action="store_true", help="no class legend in the view")
+
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N processed frames")
+    run_group.add_argument("--telemetry", metavar="FILE", help="write one JSON line of timings per frame")
+    run_group.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
+                           help="live status line on stderr (default: when stderr is a terminal)")
+
+
+def source_uri(args: argparse.Namespace) -> str:
+    """The source URI from --camera or --source."""
+    from edgeseg.errors import EdgesegError
+
+    if args.camera is not None:
+        camera = str(args.camera).strip()
+        if not re.fullmatch(r"\d+|/dev/video\d+", camera):
+            raise EdgesegError(f"--camera takes an index or /dev/videoN, got {camera!r}; use --source for other URIs")
+        return camera
+    return str(args.source)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.errors import EdgesegError, SpecError
+    from edgeseg.nav import Navigator
+    from edgeseg.runtime import Segmenter
+    from edgeseg.spec import ModelSpec
+    from edgeseg.stream import sources
+    from edgeseg.stream.pipeline import PipelineConfig, StreamPipeline
+    from edgeseg.stream.sinks import CommandSink, FrameFolderSink, RecordingSink, WindowSink, check_view
+    from edgeseg.stream.telemetry import StatusLine, Telemetry
+
+    uri = source_uri(args)
+    check_view(args.view, args.alpha)
+    if args.commands and args.no_nav:
+        raise EdgesegError("--commands sends navigation commands; drop --no-nav")
+    config = PipelineConfig(view=args.view, alpha=args.alpha, legend=not args.no_legend, max_frames=args.max_frames)
+
+    with contextlib.ExitStack() as stack:
+        # Outputs first: a bad path, a busy port or a missing display fails before anything runs.
+        telemetry = Telemetry(args.telemetry)
+        stack.callback(telemetry.close)
+        sinks: list[Any] = []
+        recording = None
+        if args.commands:
+            sinks.append(CommandSink(args.commands))
+        if args.record:
+            recording = RecordingSink(args.record)
+            sinks.append(recording)
+        if args.save_frames:
+            sinks.append(FrameFolderSink(args.save_frames))
+        if args.show:
+            sinks.append(WindowSink(f"edgeseg: {uri}"))
+        server = None
+        if args.serve:
+            from edgeseg.stream.server import StreamServer
+
+            server = StreamServer(args.serve, telemetry)
+            sinks.append(server)
+        for sink in sinks:
+            stack.callback(sink.abort)  # no-op after the pipeline closed it; cleans up if we fail first
+
+        spec = ModelSpec.load(args.spec) if args.spec else None
+        options = {"threads": args.threads} if args.threads else {}
+        segmenter = stack.enter_context(Segmenter.open(args.model, backend=args.backend, spec=spec, **options))
+        navigator = None
+        if not args.no_nav:
+            if not segmenter.spec.traversable:
+                raise SpecError(
+                    f"{args.model}: its spec names no traversable classes (classes: "
+                    f"{', '.join(segmenter.spec.class_names)}), so it cannot drive; stream with --no-nav, or "
+                    "retrain/export with traversable classes set in the spec"
+                )
+            navigator = Navigator.from_spec(segmenter.spec, args.mode)
+
+        source = stack.enter_context(sources.open_source(
+            uri, width=args.width, height=args.height, fps=args.fps, loop=args.loop))
+        if recording is not None:
+            recording.fps = source.fps or 30.0
+        telemetry.info.update(model=str(args.model), backend=segmenter.backend_name)
+        pipeline = StreamPipeline(source, segmenter, navigator, sinks, config, telemetry)
+
+        print(f"edgeseg stream: {source.uri} -> {segmenter!r}"
+              + (f", navigation {args.mode}" if navigator else ", no navigation")
+              + (f"; watch at {server.url}" if server else ""), file=sys.stderr)
+        status = StatusLine(telemetry, enabled=args.status)
+        with _stop_on_signals(pipeline):
+            try:
+                summary = pipeline.run(tick=status.update)
+            finally:
+                status.finish()
+
+    print(summary.table, file=sys.stderr)
+    for line in summary.sinks:
+        print(line, file=sys.stderr)
+    if summary.error:
+        raise EdgesegError(summary.error)
+    print(f"edgeseg stream: {summary.reason}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(pipeline: Any) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the pipeline cleanly; a second one gives up waiting (KeyboardInterrupt).
+
+    Installed only when called from the main thread (Python allows signal handlers nowhere else),
+    and the previous handlers are restored afterwards.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        pipeline.stop(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

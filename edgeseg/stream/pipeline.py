@@ -1,0 +1,492 @@
+"""The streaming pipeline: capture, inference and output in three threads, newest frame wins.
+
+    source ──▶ [capture thread] ──slot──▶ [inference thread] ──slot──▶ [output thread]
+               source.read()              segmenter.seg()              render_view()
+                                          navigator.step()             window, recording,
+                                          command sinks                 server, frame folder
+
+Between the stages sits a single-slot mailbox (`LatestSlot`), never a queue: for a live source
+(camera, network stream) a new frame replaces one the next stage has not taken yet, and the
+replaced frame is counted as dropped, so the robot always acts on the newest picture and memory
+never grows. For files, folders and the non-real-time synthetic drive nothing is dropped: the
+capture waits for the slot instead (`PipelineConfig.drop_stale` overrides either way).
+
+Commands are sent on the inference thread right after navigation, so they never wait for drawing
+or video encoding. Every frame carries its `time.perf_counter()` capture timestamp, from which
+capture-to-command and capture-to-output latencies are measured.
+
+The pipeline closes its sinks when the run ends (finalising recordings) and aborts a sink that
+failed; the source and the segmenter belong to the caller. It installs no signal handlers: the
+CLI does that (in the main thread) and calls `stop()`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.stream.sinks import FrameResult, Sink, StopRequested, check_view, render_view
+from edgeseg.stream.sources import Read, ReadStatus, Source
+from edgeseg.stream.telemetry import Telemetry
+
+T = TypeVar("T")
+
+# Why a run ended (RunSummary.reason).
+END_OF_STREAM = "end of stream"
+MAX_FRAMES = "max frames reached"
+STOPPED = "stopped"
+SOURCE_FAILED = "source failed"
+FAILED = "failed"
+
+THREAD_EXIT_S = 5.0  # how long join() waits for a stage thread after the run ended
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox between two threads: `put` replaces, `put_wait` waits, `get` takes.
+
+    Holds at most one item, so nothing can pile up between stages.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._full = False
+        self._closed = False
+
+    def put(self, item: T) -> T | None:
+        """Store `item`, replacing an untaken one; returns the replaced item (a dropped frame) or None."""
+        with self._cond:
+            replaced = self._item if self._full else None
+            self._item, self._full = item, True
+            self._cond.notify_all()
+            return replaced
+
+    def put_wait(self, item: T, cancelled: threading.Event, poll_s: float = 0.05) -> bool:
+        """Store `item` once the slot is empty; False (not stored) if `cancelled` is set or the slot closed."""
+        with self._cond:
+            while self._full and not self._closed and not cancelled.is_set():
+                self._cond.wait(poll_s)
+            if self._closed or cancelled.is_set():
+                return False
+            self._item, self._full = item, True
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> T | None:
+        """Take the item, waiting up to `timeout` seconds; None if there is none."""
+        with self._cond:
+            if not self._full and not self._closed:
+                self._cond.wait(timeout)
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        """No more puts: a taker drains the last item, then sees `finished`."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._closed and not self._full
+
+
+class SegmenterLike(Protocol):
+    """What the pipeline needs from `edgeseg.runtime.Segmenter` (tests may pass a fake)."""
+
+    @property
+    def spec(self) -> Any: ...
+
+    def seg(self, frame: np.ndarray) -> Any: ...
+
+
+class NavigatorLike(Protocol):
+    config: Any
+
+    def step(self, class_map: np.ndarray) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How a run draws and when it stops.
+
+    Attributes:
+        view: "overlay", "mask" or "side" (see `render_view`).
+        alpha: weight of the class colours in the overlay view.
+        legend: draw the class legend.
+        max_frames: stop after this many frames were segmented (None: until the stream ends).
+        drop_stale: drop frames the next stage has not taken yet (True) or wait for it (False);
+            None: drop for live sources only.
+        read_timeout_s: how long one source read may wait before the capture thread checks for stop.
+    """
+
+    view: str = "overlay"
+    alpha: float = 0.5
+    legend: bool = True
+    max_frames: int | None = None
+    drop_stale: bool | None = None
+    read_timeout_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_view(self.view, self.alpha)
+        if self.max_frames is not None and self.max_frames < 1:
+            raise EdgesegError(f"max frames must be at least 1, got {self.max_frames}")
+
+
+@dataclass
+class RunSummary:
+    """How a run went.
+
+    Attributes:
+        reason: why it ended (END_OF_STREAM, MAX_FRAMES, STOPPED or a stop reason, SOURCE_FAILED).
+        error: the source's message when it failed for good (the CLI exits 1), else None.
+        counters: the telemetry counters (captured, processed, output, dropped_*, corrupt, ...).
+        elapsed_s: run time.
+        table: the telemetry summary table.
+        sinks: one line per sink that reports what it wrote.
+    """
+
+    reason: str
+    error: str | None
+    counters: dict[str, int]
+    elapsed_s: float
+    table: str
+    sinks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def processed(self) -> int:
+        return self.counters["processed"]
+
+    @property
+    def dropped(self) -> int:
+        return self.counters["dropped_capture"] + self.counters["dropped_output"]
+
+
+@dataclass(eq=False)
+class _Captured:
+    read: Read
+    capture_s: float
+
+
+class StreamPipeline:
+    """Runs a segmenter (and optionally a navigator) on a source, feeding sinks, in three threads.
+
+    Args:
+        source: an opened `Source`.
+        segmenter: an opened `Segmenter` (anything with `.spec` and `.seg(frame)`).
+        navigator: a `Navigator`, or None to stream without driving commands.
+        sinks: outputs; those with `needs_view` get the drawn view on the output thread, the
+            others (commands) get each result on the inference thread.
+        config: `PipelineConfig`.
+        telemetry: where timings and counters go (a new one if None).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        segmenter: SegmenterLike,
+        navigator: NavigatorLike | None = None,
+        sinks: Sequence[Sink] = (),
+        config: PipelineConfig = PipelineConfig(),
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.source = source
+        self.segmenter = segmenter
+        self.navigator = navigator
+        self.sinks = list(sinks)
+        self.config = config
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.drop_stale = config.drop_stale if config.drop_stale is not None else bool(source.live)
+        self._command_sinks = [sink for sink in self.sinks if not sink.needs_view]
+        self._view_sinks = [sink for sink in self.sinks if sink.needs_view]
+        if self._command_sinks and navigator is None:
+            names = ", ".join(sink.name for sink in self._command_sinks)
+            raise EdgesegError(f"{names} need navigation commands; enable navigation (drop --no-nav)")
+        self._max_heading = float(getattr(getattr(navigator, "config", None), "max_heading", 0.8))
+        self._frames: LatestSlot[_Captured] = LatestSlot()
+        self._results: LatestSlot[FrameResult] = LatestSlot()
+        self._stop_capture = threading.Event()  # capture ends; later stages drain what they hold
+        self._abort = threading.Event()  # every stage ends at once
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._source_error: str | None = None
+        self._error: BaseException | None = None
+        self._failed_sinks: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        self._finished = False
+        self.telemetry.info.update(
+            source=source.uri,
+            view=config.view,
+            navigation=getattr(navigator, "mode", None),
+            drop_stale=self.drop_stale,
+            classes=list(getattr(segmenter.spec, "class_names", ())),
+            palette=[list(c) for c in getattr(segmenter.spec, "palette", ())],
+        )
+
+    # -- control
+
+    def start(self) -> "StreamPipeline":
+        """Start the three threads and return at once; `join()` waits for the end."""
+        if self._threads:
+            raise EdgesegError("this pipeline was already started; make a new one for another run")
+        for name, target in (("capture", self._capture_loop), ("inference", self._inference_loop),
+                             ("output", self._output_loop)):
+            thread = threading.Thread(target=target, name=f"edgeseg-{name}", daemon=True)
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, reason: str = STOPPED) -> None:
+        """End the run soon (safe from any thread and from signal handlers); join() finalises."""
+        self._end(reason)
+        self._stop_capture.set()
+        self._abort.set()
+        self.source.interrupt()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_capture.is_set()
+
+    def run(self, tick: Callable[[], None] | None = None, tick_interval_s: float = 0.5) -> RunSummary:
+        """Start, wait for the end and finalise; see `join`."""
+        self.start()
+        return self.join(tick, tick_interval_s)
+
+    def join(self, tick: Callable[[], None] | None = None, tick_interval_s: float = 0.5) -> RunSummary:
+        """Wait until the run ends, close (or abort) the sinks and return the summary.
+
+        Args:
+            tick: called about every `tick_interval_s` while waiting (the CLI's status line).
+
+        Raises:
+            The first exception raised inside a stage or a sink (after the sinks were handled);
+            a source that fails for good is not an exception: see `RunSummary.error`.
+        """
+        if not self._threads:
+            raise EdgesegError("start() the pipeline before join()")
+        capture, inference, output = self._threads
+        try:
+            while output.is_alive():
+                output.join(tick_interval_s)
+                if tick is not None:
+                    tick()
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping: stop now, still finalise
+            self.stop("interrupted")
+            raise
+        finally:
+            self._stop_capture.set()
+            for thread in (output, inference, capture):
+                thread.join(THREAD_EXIT_S)
+            if not output.is_alive() and not inference.is_alive():
+                self._finish_sinks()
+            self.telemetry.close()
+        if self._error is not None:
+            raise self._error
+        snapshot = self.telemetry.snapshot()
+        return RunSummary(
+            reason=self._reason or STOPPED,
+            error=self._source_error,
+            counters=snapshot["counters"],
+            elapsed_s=snapshot["elapsed_s"],
+            table=self.telemetry.summary_table(),
+            sinks=[sink.summary() for sink in self.sinks if hasattr(sink, "summary")],
+        )
+
+    # -- the stages
+
+    def _capture_loop(self) -> None:
+        source, telemetry = self.source, self.telemetry
+        try:
+            while not self._stop_capture.is_set():
+                started = time.perf_counter()
+                read = source.read(timeout=self.config.read_timeout_s)
+                self._copy_source_stats()
+                if read.status is ReadStatus.FRAME:
+                    capture_s = time.perf_counter() - started
+                    telemetry.add_timing("capture", capture_s)
+                    telemetry.count("captured")
+                    item = _Captured(read, capture_s)
+                    if self.drop_stale:
+                        replaced = self._frames.put(item)
+                        if replaced is not None:
+                            self._dropped(replaced.read, "dropped_capture", "dropped_before_inference")
+                    elif not self._frames.put_wait(item, self._stop_capture):
+                        break
+                elif read.status is ReadStatus.TIMEOUT:
+                    continue
+                elif read.status is ReadStatus.END:
+                    self._end(END_OF_STREAM)
+                    break
+                else:
+                    with self._lock:
+                        if self._source_error is None:
+                            self._source_error = read.message or f"{source.uri} failed"
+                    self._end(SOURCE_FAILED)
+                    break
+        except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
+            self._fail(err)
+        finally:
+            self._frames.close()
+
+    def _inference_loop(self) -> None:
+        processed = 0
+        max_frames = self.config.max_frames
+        try:
+            while not self._abort.is_set():
+                item = self._frames.get(timeout=0.1)
+                if item is None:
+                    if self._frames.finished:
+                        break
+                    continue
+                result = self._process(item)
+                processed += 1
+                if self.drop_stale:
+                    replaced = self._results.put(result)
+                    if replaced is not None:
+                        self.telemetry.count("dropped_output")
+                        self.telemetry.frame(_frame_record(replaced, "dropped_before_output"))
+                elif not self._results.put_wait(result, self._abort):
+                    break
+                if max_frames is not None and processed >= max_frames:
+                    self._end(MAX_FRAMES)
+                    self._stop_capture.set()
+                    break
+        except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
+            self._fail(err)
+        finally:
+            self._results.close()
+
+    def _process(self, item: _Captured) -> FrameResult:
+        """Segment, navigate and send the command for one frame."""
+        read, telemetry = item.read, self.telemetry
+        segmentation = self.segmenter.seg(read.frame)
+        timings = {"capture": item.capture_s}
+        for stage in ("preprocess", "infer", "postprocess"):
+            timings[stage] = float(segmentation.timings.get(stage, 0.0))
+        command = None
+        if self.navigator is not None:
+            started = time.perf_counter()
+            command = self.navigator.step(segmentation.class_map)
+            timings["nav"] = time.perf_counter() - started
+        result = FrameResult(
+            index=read.index, frame=read.frame, class_map=segmentation.class_map,  # type: ignore[arg-type]
+            command=command, captured_at=read.timestamp, wall_time=read.wall_time, timings=timings,
+            spec=self.segmenter.spec,
+        )
+        for sink in self._command_sinks:
+            result.extra["command_latency_s"] = time.perf_counter() - read.timestamp
+            self._write(sink, result, None)
+        timings["capture_to_command"] = time.perf_counter() - read.timestamp
+        for stage, seconds in timings.items():
+            if stage != "capture":
+                telemetry.add_timing(stage, seconds)
+        telemetry.count("processed")
+        latest: dict[str, Any] = {"frame": read.index, "time": read.wall_time}
+        if command is not None:
+            latest.update(steering=command.steering, throttle=command.throttle, stop=command.stop,
+                          clearance=command.clearance, confidence=command.confidence, reason=command.reason)
+        telemetry.set_latest(latest)
+        return result
+
+    def _output_loop(self) -> None:
+        telemetry = self.telemetry
+        config = self.config
+        try:
+            while not self._abort.is_set():
+                result = self._results.get(timeout=0.1)
+                if result is None:
+                    if self._results.finished:
+                        break
+                    continue
+                started = time.perf_counter()
+                view = None
+                if self._view_sinks:
+                    view = render_view(result, config.view, config.alpha, config.legend, self._max_heading)
+                for sink in self._view_sinks:
+                    self._write(sink, result, view)
+                done = time.perf_counter()
+                result.timings["output"] = done - started
+                result.timings["capture_to_output"] = done - result.captured_at
+                telemetry.add_timing("output", result.timings["output"])
+                telemetry.add_timing("capture_to_output", result.timings["capture_to_output"])
+                telemetry.count("output")
+                telemetry.frame(_frame_record(result, "output"))
+        except StopRequested as request:
+            self.stop(str(request) or STOPPED)
+        except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
+            self._fail(err)
+
+    # -- helpers
+
+    def _write(self, sink: Sink, result: FrameResult, view: np.ndarray | None) -> None:
+        try:
+            sink.write(result, view)
+        except StopRequested:
+            raise
+        except BaseException:
+            self._failed_sinks.add(id(sink))
+            raise
+
+    def _dropped(self, read: Read, counter: str, status: str) -> None:
+        self.telemetry.count(counter)
+        self.telemetry.frame({"frame": read.index, "time": round(read.wall_time, 6), "status": status})
+
+    def _copy_source_stats(self) -> None:
+        stats = self.source.stats
+        for name in ("corrupt", "reconnects", "size_changes"):
+            self.telemetry.set_counter(name, getattr(stats, name))
+
+    def _end(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+
+    def _fail(self, err: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = err
+        self.stop(FAILED)
+
+    def _finish_sinks(self) -> None:
+        """Close every sink (finalise) except those that failed (abort); raise the first close error."""
+        if self._finished:
+            return
+        self._finished = True
+        close_error: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                if id(sink) in self._failed_sinks:
+                    sink.abort()
+                else:
+                    sink.close()
+            except BaseException as err:  # noqa: BLE001 - every sink gets closed, then the first error is raised
+                close_error = close_error or err
+        if close_error is not None and self._error is None:
+            self._error = close_error
+
+
+def _frame_record(result: FrameResult, status: str) -> dict[str, Any]:
+    """One line of the telemetry JSONL file."""
+    record: dict[str, Any] = {"frame": result.index, "time": round(result.wall_time, 6), "status": status}
+    for stage, seconds in result.timings.items():
+        record[f"{stage}_ms"] = round(seconds * 1000.0, 3)
+    command = result.command
+    if command is not None:
+        record.update(steering=round(command.steering, 4), throttle=round(command.throttle, 4), stop=command.stop,
+                      clearance=round(command.clearance, 4), confidence=round(command.confidence, 4),
+                      reason=command.reason)
+    return record
