@@ -15,7 +15,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", help="dataset spec (default: the run's training data)")
     parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="test")
     parser.add_argument("--split", type=common.split, help="train,val,test fractions (default: the run's)")
-    parser.add_argument("--seed", type=int, help="split seed (default: the run's)")
     parser.add_argument("--json", help="write the metrics as JSON to this file")
     parser.add_argument("--out", help="folder for the pictures (default: RUN_DIR/eval-SUBSET)")
     parser.add_argument("--batch", type=int, default=8)
@@ -35,9 +34,8 @@ def run(args) -> int:
     if not data:
         raise EdgesegError(f"--data is required: {run_dir} has no {CONFIG_FILENAME} naming its dataset")
     split = args.split or tuple(config.get("split", (0.8, 0.1, 0.1)))
-    seed = args.seed if args.seed is not None else config.get("seed", 0)
     out = Path(args.out) if args.out else run_dir / f"eval-{args.subset}"
-    report = evaluate(model, data, subset=args.subset, split=split, seed=seed, out_dir=out,
+    report = evaluate(model, data, subset=args.subset, split=split, out_dir=out,
                       json_path=args.json, batch=args.batch)
     print(f"{report.model} on {report.data} [{report.subset}], {report.images} images")
     print(report.table)

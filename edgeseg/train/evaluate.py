@@ -80,19 +80,21 @@ def evaluate(
     data: str,
     subset: str = "test",
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
     out_dir: str | Path | None = None,
     json_path: str | Path | None = None,
     batch: int = 8,
     pictures: int = 3,
     progress: bool = True,
 ) -> EvalReport:
-    """Evaluate a model on `subset` of `data`; write pictures to `out_dir` and JSON to `json_path`."""
+    """Evaluate a model on `subset` of `data`; write pictures to `out_dir` and JSON to `json_path`.
+
+    Folder datasets are split with the same fixed seed training uses, so `test` is truly held out.
+    """
     from edgeseg.data.sources import open_dataset, validate_dataset
     from edgeseg.train import plots
 
     model, spec = load_model_and_spec(model_path)
-    dataset = open_dataset(data, subset=subset, split=split, seed=seed, size=spec.input_size)
+    dataset = open_dataset(data, subset=subset, split=split, size=spec.input_size)
     validate_dataset(dataset)
     if len(dataset) == 0:
         raise EdgesegError(f"the {subset} split of {data} is empty; choose another --subset or --split")
@@ -111,7 +113,8 @@ def evaluate(
         predictions = predict_class_maps(model, [image for image, _ in chunk], spec, batch=batch)
         for offset, ((_, mask), pred) in enumerate(zip(chunk, predictions)):
             cm += confusion_matrix(mask, pred, spec.num_classes, spec.ignore_index)
-            per_image.append((start + offset, per_image_iou(mask, pred, spec.num_classes, spec.ignore_index)))
+            iou = per_image_iou(mask, pred, spec.num_classes, spec.ignore_index)
+            per_image.append((start + offset, float(iou[0])))
         bar.update(len(chunk))
     bar.close()
 

@@ -211,9 +211,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool | None) -> TrainRes
             f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
         )
 
-    train_ds = open_dataset(config.data, subset="train", split=config.split, seed=config.seed, size=config.size)
+    # Splits use open_dataset's fixed seed, not --seed: runs with different seeds stay comparable.
+    train_ds = open_dataset(config.data, subset="train", split=config.split, size=config.size)
     val_spec = config.val_data or config.data
-    val_ds = open_dataset(val_spec, subset="val", split=config.split, seed=config.seed, size=config.size)
+    val_ds = open_dataset(val_spec, subset="val", split=config.split, size=config.size)
     validate_dataset(train_ds)
     validate_dataset(val_ds)
     if len(val_ds) == 0:
@@ -244,8 +245,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool | None) -> TrainRes
     if config.batch % replicas:
         raise EdgesegError(f"--batch {config.batch} must be a multiple of the {replicas} replicas")
     train_tf = make_tf_dataset(train_ds, config.size, config.batch, training=True, seed=config.seed,
-                               augment=None if config.augment else False)
-    val_tf = make_tf_dataset(val_ds, config.size, config.batch, training=False, seed=config.seed)
+                               augment=None if config.augment else False, validate=False)
+    val_tf = make_tf_dataset(val_ds, config.size, config.batch, training=False, seed=config.seed,
+                             validate=False)
 
     with strategy.scope():
         if state is not None:
@@ -279,6 +281,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool | None) -> TrainRes
         steps_per_epoch=config.steps_per_epoch,
         callbacks=callbacks,
         verbose=1 if progress else 2,
+        shuffle=False,  # the tf.data pipeline shuffles
     )
     seconds = time.monotonic() - start
     epochs_run = len(history.history.get("loss", []))

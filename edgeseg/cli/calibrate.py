@@ -1,0 +1,90 @@
+"""`edgeseg calibrate`: INT8 quantization of an exported ONNX model with ONNX Runtime's tools."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HELP = "quantize an ONNX model to INT8 (ONNX Runtime calibration) for the CPU or TensorRT"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="the float model.onnx (exported by `edgeseg export`, spec embedded)")
+    frames = parser.add_mutually_exclusive_group()
+    frames.add_argument("--images", metavar="DIR", help="calibration images (.jpg/.png/.bmp) in a folder")
+    frames.add_argument("--video", metavar="FILE", help="a video file; frames are sampled evenly across it")
+    parser.add_argument("--recursive", action="store_true", help="with --images: also read subfolders")
+    parser.add_argument("--target", choices=("cpu", "tensorrt"), required=True,
+                        help="cpu: ONNX Runtime INT8 on this CPU; tensorrt: symmetric Q/DQ + legacy calib cache")
+    parser.add_argument("-o", "--output", help="quantized model (default: MODEL.int8.onnx for cpu, "
+                        "MODEL.trt-int8.onnx for tensorrt, beside the input)")
+    parser.add_argument("-n", "--frames", type=int, default=200, help="calibration frames (default 200; 100+ advised)")
+    parser.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy",
+                        help="ONNX Runtime calibration method (default entropy)")
+    parser.add_argument("--format", dest="fmt", choices=("auto", "qdq", "qoperator"), default="auto",
+                        help="cpu layout: auto times QDQ and QOperator here and keeps the faster (default)")
+    parser.add_argument("--float-head", action="store_true", default=None,
+                        help="cpu: keep the class convolution and final resize in float (slower, can be more "
+                             "accurate); the tensorrt target always does")
+    parser.add_argument("--max-miou-drop", type=float, metavar="PP",
+                        help="accuracy budget in percentage points of mean IoU (0.5: 72.0%% -> 71.5%% is ok); "
+                             "keeps the most sensitive layers in float until met; needs --data")
+    parser.add_argument("--data", metavar="SPEC",
+                        help="a dataset (see `edgeseg train --help`): calibration frames from its train images "
+                             "when neither --images nor --video is given, and the masks --max-miou-drop "
+                             "evaluates on (its --subset)")
+    parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="val",
+                        help="subset of --data to evaluate on (default val)")
+    parser.add_argument("--max-rounds", type=int, default=8,
+                        help="quantize-and-evaluate rounds the --max-miou-drop search may take (default 8)")
+    parser.add_argument("--eval-frames", type=int, default=100, help="images of --data to evaluate on (default 100)")
+    parser.add_argument("--spec", metavar="FILE", help="spec JSON for a model without an embedded spec")
+    parser.add_argument("--trt-version", default="8.6.1",
+                        help="TensorRT version named in the legacy cache header (default 8.6.1, JetPack 5; "
+                             "10.3.0 for JetPack 6)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _frames_source(args):
+    from edgeseg.calib.readers import DatasetImages, ImageFolder, VideoFile
+    from edgeseg.errors import EdgesegError
+
+    if args.images:
+        return ImageFolder(Path(args.images), recursive=args.recursive)
+    if args.video:
+        return VideoFile(Path(args.video))
+    if args.data:
+        return DatasetImages(args.data, subset="train")
+    raise EdgesegError("calibration frames are needed: pass --images DIR, --video FILE or --data SPEC")
+
+
+def run(args) -> int:
+    from edgeseg.calib.quantize import MiouBudgetError, calibrate
+    from edgeseg.spec import ModelSpec
+
+    spec = ModelSpec.load(args.spec) if args.spec else None
+    try:
+        report = calibrate(
+            args.model,
+            _frames_source(args),
+            target=args.target,
+            method=args.method,
+            num_frames=args.frames,
+            output=args.output,
+            fmt=args.fmt,
+            max_miou_drop=args.max_miou_drop,
+            data=args.data,
+            spec=spec,
+            float_head=args.float_head,
+            eval_subset=args.subset,
+            eval_frames=args.eval_frames,
+            max_rounds=args.max_rounds,
+            trt_version=args.trt_version,
+            progress=not args.no_progress,
+        )
+    except MiouBudgetError as err:
+        print(err.report.summary(written=False))
+        print(f"edgeseg calibrate: error: {err}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
