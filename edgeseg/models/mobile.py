@@ -28,6 +28,7 @@ IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the alphas Keras has Image
 ATROUS_RATE = 6
 HIGH_LEVEL = "block_13_expand_relu"  # stride 16: the expansion of the first stride-32 block
 LOW_LEVEL = "block_3_expand_relu"  # stride 4
+BACKBONE_BN_MOMENTUM = 0.99
 
 
 def mobilenetv2_backbone(image: keras.KerasTensor, width: float, weights: str | None) -> keras.Model:
@@ -42,13 +43,20 @@ def mobilenetv2_backbone(image: keras.KerasTensor, width: float, weights: str | 
         # Keras warns that it loads the 224x224 weights for other input sizes; a fully
         # convolutional backbone's weights do not depend on the input size, so that is right.
         warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square")
-        return keras_application(
+        backbone = keras_application(
             keras.applications.MobileNetV2,
             alpha=width,
             include_top=False,
             weights=weights,
             input_tensor=x,
         )
+    # keras.applications' MobileNetV2 uses BatchNorm momentum 0.999: its moving statistics need
+    # thousands of steps to settle, so a model trained for minutes predicts garbage in inference
+    # mode. 0.99 (the Keras default, used by the rest of the network) settles in a few hundred.
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BACKBONE_BN_MOMENTUM
+    return backbone
 
 
 def build_deeplabv3plus_mobilenetv2(

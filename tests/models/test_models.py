@@ -278,3 +278,10 @@ def test_compact_unet_trains_one_step():
     history = model.fit(images, masks, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(model.get_layer("classifier").get_weights()[0], before)
+
+
+def test_mobilenetv2_batchnorm_statistics_settle_quickly():
+    """keras.applications' momentum 0.999 left short trainings predicting garbage in inference mode."""
+    model = models.build("deeplabv3plus_mobilenetv2", 3, (64, 64, 3), width=0.35)
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.99}
