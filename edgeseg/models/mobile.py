@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import keras
+import numpy as np
 
 from edgeseg.errors import ModelError
 from edgeseg.models.layers import (
@@ -28,7 +29,7 @@ IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the alphas Keras has Image
 ATROUS_RATE = 6
 HIGH_LEVEL = "block_13_expand_relu"  # stride 16: the expansion of the first stride-32 block
 LOW_LEVEL = "block_3_expand_relu"  # stride 4
-BACKBONE_BN_MOMENTUM = 0.99
+BN_MOMENTUM = 0.9
 
 
 def mobilenetv2_backbone(image: keras.KerasTensor, width: float, weights: str | None) -> keras.Model:
@@ -50,13 +51,27 @@ def mobilenetv2_backbone(image: keras.KerasTensor, width: float, weights: str | 
             weights=weights,
             input_tensor=x,
         )
-    # keras.applications' MobileNetV2 uses BatchNorm momentum 0.999: its moving statistics need
-    # thousands of steps to settle, so a model trained for minutes predicts garbage in inference
-    # mode. 0.99 (the Keras default, used by the rest of the network) settles in a few hundred.
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = BACKBONE_BN_MOMENTUM
+    if weights is None:
+        _he_init(backbone)
     return backbone
+
+
+def _he_init(backbone: keras.Model, seed: int = 0) -> None:
+    """Re-initialise the backbone's conv kernels He-normal over their fan-in.
+
+    keras.applications' default (Glorot, and for depthwise kernels Glorot over 9 x channels)
+    shrinks activations by orders of magnitude through the network. BatchNorm hides that while
+    training, but the moving variances then need thousands of steps to decay from 1 to the true
+    tiny values, so a model trained for minutes collapses in inference mode. He-normal keeps
+    activations at unit scale from the first step.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in backbone.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            kernel = layer.kernel
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            fan_in = int(np.prod(kernel.shape[:2])) * (1 if depthwise else int(kernel.shape[2]))
+            kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
 
 
 def build_deeplabv3plus_mobilenetv2(
@@ -90,4 +105,11 @@ def build_deeplabv3plus_mobilenetv2(
         x, backbone.get_layer(LOW_LEVEL).output, filters=decoder_filters, separable=True
     )
     outputs = segmentation_head(x, num_classes, 4)
-    return keras.Model(image, outputs, name="deeplabv3plus_mobilenetv2")
+    model = keras.Model(image, outputs, name="deeplabv3plus_mobilenetv2")
+    # The robot model is trained in minutes. keras.applications' BatchNorm momentum 0.999 (and
+    # even Keras' default 0.99) leaves the moving statistics far from the batch statistics after
+    # a few hundred steps, and the model collapses in inference mode; 0.9 tracks them in ~50.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
+    return model
