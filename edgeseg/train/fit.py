@@ -192,6 +192,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, progress: bool | None
     if not config_path.exists():
         raise EdgesegError(f"{run_dir} is not an edgeseg run folder (no {CONFIG_FILENAME}); cannot resume")
     config = TrainConfig.from_json(config_path.read_text())
+    config.out = str(run_dir)  # the folder may have been moved or copied since
     if epochs is not None:
         config.epochs = epochs
     return _train(config, resume=True, progress=progress)

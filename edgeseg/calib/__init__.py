@@ -1,0 +1,37 @@
+"""INT8 calibration: frame readers, ONNX Runtime quantization, the legacy TensorRT cache.
+
+    from edgeseg.calib import calibrate, ImageFolder
+    report = calibrate("model.onnx", ImageFolder(Path("frames")), target="cpu")
+
+ONNX Runtime and `onnx` are imported only when a function needs them.
+"""
+
+from edgeseg.calib.quantize import (
+    DEFAULT_FRAMES,
+    FORMATS,
+    METHODS,
+    TARGETS,
+    CalibrationRanges,
+    CalibrationReport,
+    MiouBudgetError,
+    calibrate,
+    default_output,
+)
+from edgeseg.calib.readers import DatasetImages, FrameBatchReader, FrameSet, ImageFolder, VideoFile
+
+__all__ = [
+    "DEFAULT_FRAMES",
+    "FORMATS",
+    "METHODS",
+    "TARGETS",
+    "CalibrationRanges",
+    "CalibrationReport",
+    "DatasetImages",
+    "FrameBatchReader",
+    "FrameSet",
+    "ImageFolder",
+    "MiouBudgetError",
+    "VideoFile",
+    "calibrate",
+    "default_output",
+]

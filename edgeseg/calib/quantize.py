@@ -1,0 +1,876 @@
+"""INT8 quantization with ONNX Runtime's tools: one calibration, two layouts.
+
+`calibrate()` runs ONNX Runtime's calibrator (MinMax, Entropy or Percentile) once over frames
+preprocessed by the runtime's own `preprocess`, stores the tensor ranges as JSON beside the
+output (`model.calib.json`, keyed by a hash of the model, the frames, the spec and the method),
+and quantizes from those ranges with `quantize_static(..., calibration_cache_path=...)`, ONNX
+Runtime 1.31's way to quantize from precomputed ranges. A later run on the same model and
+frames (e.g. the other target) reuses the ranges instead of calibrating again, so the CPU
+model, the TensorRT model and the legacy TensorRT cache all come from the same numbers.
+
+The two layouts:
+
+* `cpu`: uint8 activations (asymmetric), int8 per-channel symmetric weights (zero point 0,
+  which selects MLAS's symmetric-weight convolution kernels), every op ONNX Runtime can
+  quantize, the head too unless `float_head` (a float class convolution and final resize cost
+  about a fifth of the INT8 latency of MobileNetV2-DeepLabV3+; the mIoU budget search can move
+  them back). ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC QLinearConv
+  kernels; they differ around them (here QOperator's uint8 Resize took 4 ms where QDQ's took
+  1.2), and which one wins depends on the model, the CPU and the ONNX Runtime version
+  (ARCHITECTURE.md once measured QOperator faster; on this machine QDQ wins, see
+  benchmarks/int8_cpu.py). So `--format auto` builds both and keeps the faster by a short
+  interleaved timing (a second or two); `qdq` / `qoperator` force one. `reduce_range` (7-bit
+  weights) is on only for x86 CPUs without VNNI, where 8-bit products can saturate.
+* `tensorrt`: symmetric int8 Q/DQ (all zero points 0), per-channel weights, only Conv,
+  ConvTranspose, residual Add and pooling quantized, Q/DQ on their inputs only (the placement
+  TensorRT fuses best), the head (last weighted layer and the final resize) kept in float.
+  TensorRT 8.5-10.x can instead build from the float model and the legacy cache
+  (`model.calib.cache`, see `trt_cache`), written from the same ranges.
+
+Every output is written atomically at the end: a failed run leaves none behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgeseg.calib import trt_cache
+from edgeseg.calib.readers import (
+    FrameBatchReader,
+    FrameSet,
+    FrameSource,
+    Warn,
+    load_calibration_frames,
+    warn_on_stderr,
+)
+from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
+from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
+
+TARGETS = ("cpu", "tensorrt")
+METHODS = ("entropy", "minmax", "percentile")
+FORMATS = ("auto", "qdq", "qoperator")
+DEFAULT_FRAMES = 200
+DEFAULT_EVAL_FRAMES = 100
+RANGES_FORMAT = "edgeseg.calib-ranges/1"
+QUANT_METADATA_KEY = "edgeseg.quantization"
+CHUNK_FRAMES = 8  # frames per calibrator pass: histogram calibration keeps all their tensors (~1 GB at 256x256)
+
+# ONNX Runtime CalibrationMethod names, and the calibrator options edgeseg uses. Percentile
+# defaults to a symmetric range in ONNX Runtime, which wastes half of uint8 on ReLU outputs.
+# Entropy keeps ONNX Runtime's defaults (128 histogram bins, 128 quantized bins), which clip
+# little: on MobileNetV2-DeepLabV3+ 96% of the tensors keep their min-max range (percentile
+# 99.999 narrows 89% of them, to a median 84% of the width). 512 bins clip far more (median
+# 57%) at twice the time; on the test model every method agreed with float on 99.85% of pixels.
+# Histogram methods (entropy, percentile) take about 3x the time of minmax.
+_ORT_METHODS = {"entropy": "Entropy", "minmax": "MinMax", "percentile": "Percentile"}
+_CALIBRATOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "entropy": {},
+    "minmax": {},
+    "percentile": {"symmetric": False, "percentile": 99.999},
+}
+
+TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Add", "AveragePool", "MaxPool", "GlobalAveragePool")
+WEIGHTED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class QuantLayout:
+    """One quantized graph layout: the `quantize_static` arguments that define it.
+
+    Attributes:
+        target: "cpu" or "tensorrt".
+        quant_format: "qdq" or "qoperator".
+        activation_type: "uint8" or "int8".
+        activation_symmetric: zero point 0 for activations (TensorRT requires it).
+        op_types: op types to quantize; None means every op ONNX Runtime can quantize.
+        inputs_only: put Q/DQ only on the inputs of quantized ops, never on their outputs.
+        reduce_range: 7-bit weights (x86 without VNNI).
+        per_channel: per-output-channel weight scales.
+    """
+
+    target: str
+    quant_format: str
+    activation_type: str
+    activation_symmetric: bool
+    op_types: tuple[str, ...] | None
+    inputs_only: bool = False
+    reduce_range: bool = False
+    per_channel: bool = True
+
+    def with_format(self, quant_format: str) -> "QuantLayout":
+        return QuantLayout(
+            self.target, quant_format, self.activation_type, self.activation_symmetric, self.op_types,
+            self.inputs_only, self.reduce_range, self.per_channel,
+        )
+
+    def describe(self) -> str:
+        activations = f"{'symmetric' if self.activation_symmetric else 'asymmetric'} {self.activation_type}"
+        weights = f"int8 {'per-channel' if self.per_channel else 'per-tensor'}{' 7-bit' if self.reduce_range else ''}"
+        return f"{self.quant_format.upper()}, {activations} activations, {weights} weights"
+
+
+def cpu_has_vnni() -> bool | None:
+    """True if this x86 CPU has VNNI (avx512_vnni / avx_vnni), None if it cannot tell."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def default_reduce_range() -> bool:
+    """7-bit weights only on x86 without VNNI, where u8*s8 pairs can saturate in 16 bits."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    return cpu_has_vnni() is False
+
+
+def cpu_layout(quant_format: str, reduce_range: bool | None = None) -> QuantLayout:
+    return QuantLayout(
+        target="cpu",
+        quant_format=quant_format,
+        activation_type="uint8",
+        activation_symmetric=False,
+        op_types=None,
+        reduce_range=default_reduce_range() if reduce_range is None else reduce_range,
+    )
+
+
+def tensorrt_layout() -> QuantLayout:
+    return QuantLayout(
+        target="tensorrt",
+        quant_format="qdq",
+        activation_type="int8",
+        activation_symmetric=True,
+        op_types=TENSORRT_OP_TYPES,
+        inputs_only=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges
+
+
+@dataclass(frozen=True)
+class CalibrationRanges:
+    """Tensor ranges from one calibration, and what they were computed from.
+
+    Attributes:
+        tensors: tensor name -> (min, max) over the calibration frames.
+        method: "entropy", "minmax" or "percentile".
+        key: sha256 over the model, the frames, the spec and the method; a file whose key
+            matches is reused instead of calibrating again.
+        frames: frames calibrated on.
+        source: where the frames came from.
+        model_sha256: of the float ONNX file.
+    """
+
+    tensors: dict[str, tuple[float, float]]
+    method: str
+    key: str
+    frames: int
+    source: str
+    model_sha256: str
+
+    def to_json(self) -> str:
+        """JSON with one line per tensor, so the file reads (and diffs) well."""
+        header = {
+            "format": RANGES_FORMAT,
+            "key": self.key,
+            "method": self.method,
+            "frames": self.frames,
+            "source": self.source,
+            "model_sha256": self.model_sha256,
+        }
+        lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()] + [' "tensors": {']
+        items = sorted(self.tensors.items())
+        for index, (name, (low, high)) in enumerate(items):
+            comma = "," if index < len(items) - 1 else ""
+            lines.append(f"  {json.dumps(name)}: [{json.dumps(low)}, {json.dumps(high)}]{comma}")
+        return "\n".join(lines + [" }", "}"]) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path = "ranges file") -> "CalibrationRanges":
+        try:
+            data = json.loads(text)
+            if data.get("format") != RANGES_FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, expected {RANGES_FORMAT!r}")
+            tensors = {str(k): (float(v[0]), float(v[1])) for k, v in data["tensors"].items()}
+            return cls(tensors, str(data["method"]), str(data["key"]), int(data["frames"]),
+                       str(data["source"]), str(data["model_sha256"]))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            raise EngineError(f"{source} is not an edgeseg ranges file ({err}); delete it to recalibrate") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CalibrationRanges":
+        path = Path(path)
+        return cls.from_json(path.read_text(), path)
+
+    def scale(self, tensor: str) -> float:
+        """TensorRT's symmetric int8 scale of a tensor: max(|min|, |max|) / 127."""
+        low, high = self.tensors[tensor]
+        return trt_cache.scale_from_range(low, high)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ranges_key(model_sha256: str, frames_digest: str, spec: ModelSpec, method: str) -> str:
+    """The hash that identifies a calibration: same key, same ranges."""
+    import onnxruntime
+
+    identity = {
+        "format": RANGES_FORMAT,
+        "model": model_sha256,
+        "frames": frames_digest,
+        "spec": spec.to_dict(),
+        "method": method,
+        "options": _CALIBRATOR_OPTIONS[method],
+        "onnxruntime": onnxruntime.__version__,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def compute_ranges(
+    model_path: Path, reader: FrameBatchReader, method: str, work_dir: Path
+) -> dict[str, tuple[float, float]]:
+    """Run ONNX Runtime's calibrator over every float tensor of the model.
+
+    Collects in chunks of CHUNK_FRAMES frames: the histogram calibrators keep every
+    intermediate output of a pass in memory, and merge histograms across passes.
+    """
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
+    chatter = io.StringIO()  # the histogram calibrators print progress lines on stdout
+    with contextlib.redirect_stdout(chatter):
+        calibrator = create_calibrator(
+            Path(model_path),
+            None,  # every float tensor: both layouts take what they need from one calibration
+            augmented_model_path=str(work_dir / "augmented.onnx"),
+            calibrate_method=CalibrationMethod[_ORT_METHODS[method]],
+            extra_options=dict(_CALIBRATOR_OPTIONS[method]),
+        )
+        chunk = max(1, CHUNK_FRAMES // reader.batch_size)
+        for start in range(0, len(reader), chunk):
+            reader.set_range(start, start + chunk)
+            calibrator.collect_data(reader)
+        data = calibrator.compute_data()
+    reader.rewind()
+    ranges = {}
+    for name, tensor_data in data.items():
+        low, high = float(np.min(tensor_data.range_value[0])), float(np.max(tensor_data.range_value[1]))
+        ranges[name] = (low, high)
+    return ranges
+
+
+def _ort_tensors_data(ranges: CalibrationRanges) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    method = CalibrationMethod[_ORT_METHODS[ranges.method]]
+    return TensorsData(
+        method,
+        {
+            name: TensorData(lowest=np.array(low, dtype=np.float32), highest=np.array(high, dtype=np.float32))
+            for name, (low, high) in ranges.tensors.items()
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Graph helpers
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    batch_size: int  # the fixed batch, or 1 for a dynamic batch
+
+
+def model_input(model: Any) -> ModelInput:
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelError(
+            f"edgeseg models have one input, this one has {len(inputs)} ({[v.name for v in inputs]})"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
+    return ModelInput(inputs[0].name, int(batch))
+
+
+def head_nodes(model: Any) -> list[str]:
+    """Nodes from the graph outputs back to (and including) the last weighted layer(s).
+
+    For a segmentation model this is the class convolution, the final resize and any
+    transpose or activation after them: the part kept in float for accuracy.
+    """
+    producers = {output: node for node in model.graph.node for output in node.output}
+    stack = [value.name for value in model.graph.output]
+    seen: set[str] = set()
+    names = []
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.append(node.name)
+        if node.op_type not in WEIGHTED_OP_TYPES:
+            stack.extend(name for name in node.input if name in producers)
+    return names
+
+
+def constant_input_nodes(model: Any, op_types: Sequence[str] = ("Add", "Mul")) -> list[str]:
+    """Add/Mul nodes with a constant operand (input normalisation, bias adds), not residuals."""
+    constants = {init.name for init in model.graph.initializer}
+    constants.update(o for node in model.graph.node if node.op_type == "Constant" for o in node.output)
+    return [
+        node.name for node in model.graph.node
+        if node.op_type in op_types and any(name in constants for name in node.input)
+    ]
+
+
+def _name_unnamed_nodes(model: Any) -> None:
+    """nodes_to_exclude works by node name: give every node one."""
+    used = {node.name for node in model.graph.node if node.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Quantizing one layout
+
+
+def quantize_layout(
+    prepared_model: Path,
+    ranges: CalibrationRanges,
+    layout: QuantLayout,
+    output: Path,
+    nodes_to_exclude: Sequence[str],
+    work_dir: Path,
+) -> Path:
+    """Write the quantized model of `layout` from precomputed `ranges` (no calibration run)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    cache = work_dir / f"ort-ranges-{ranges.key[:16]}.json"
+    if not cache.exists():
+        save_tensors_data(_ort_tensors_data(ranges), cache)
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": layout.activation_symmetric,
+        "WeightSymmetric": True,
+    }
+    if layout.inputs_only:
+        extra["OpTypesToExcludeOutputQuantization"] = list(layout.op_types or ())
+        extra["ForceQuantizeNoInputCheck"] = True  # pooling inputs get Q/DQ even after a float op
+    quantize_static(
+        str(prepared_model),
+        str(output),
+        calibration_data_reader=None,
+        quant_format=QuantFormat.QDQ if layout.quant_format == "qdq" else QuantFormat.QOperator,
+        op_types_to_quantize=list(layout.op_types) if layout.op_types else None,
+        per_channel=layout.per_channel,
+        reduce_range=layout.reduce_range,
+        activation_type=types[layout.activation_type],
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(nodes_to_exclude),
+        calibrate_method=CalibrationMethod[_ORT_METHODS[ranges.method]],
+        extra_options=extra,
+        calibration_cache_path=str(cache),
+    )
+    return output
+
+
+def _finish_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Put the spec and the quantization record on `path`; drop opset imports no node uses.
+
+    ONNX Runtime's pre-processing declares every contrib domain it knows (com.microsoft,
+    org.pytorch.aten, ...); stricter readers such as TensorRT's parser need not see them.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {node.domain or "" for node in model.graph.node}
+    kept = [opset for opset in model.opset_import if (opset.domain or "") in used | {"", "ai.onnx"}]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    props.update(metadata)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def _session(path: Path, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def measure_latency(paths: dict[str, Path], batch: np.ndarray, runs: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Median latency in ms of each model on `batch`, runs interleaved so load affects all alike."""
+    sessions = {key: _session(path) for key, path in paths.items()}
+    names = {key: session.get_inputs()[0].name for key, session in sessions.items()}
+    for key, session in sessions.items():
+        for _ in range(warmup):
+            session.run(None, {names[key]: batch})
+    times: dict[str, list[float]] = {key: [] for key in sessions}
+    for _ in range(runs):
+        for key, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, {names[key]: batch})
+            times[key].append((time.perf_counter() - start) * 1000)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The whole job
+
+
+@dataclass
+class CalibrationReport:
+    """What `calibrate` did.
+
+    Attributes:
+        model: the float input model.
+        output: the quantized model.
+        ranges_path: the ranges JSON (reusable by the other target).
+        trt_cache: the legacy TensorRT cache (tensorrt target), else None.
+        target, format, method: what was built and how.
+        layout: the layout in words.
+        frames, frames_source: the calibration data.
+        ranges_reused: the ranges came from an earlier run's JSON.
+        excluded_nodes: every node kept in float (head, constant adds, sensitivity).
+        sensitive_nodes: the nodes the mIoU budget moved back to float, in order.
+        latency_ms: measured latency per format when the format was chosen by timing.
+        float_miou, int8_miou: mean IoU (0..1) when --max-miou-drop evaluated them.
+        max_miou_drop: the budget in percentage points, if one was given.
+        seconds: wall time.
+    """
+
+    model: Path
+    output: Path
+    ranges_path: Path
+    trt_cache: Path | None
+    target: str
+    format: str
+    method: str
+    layout: str
+    frames: int
+    frames_source: str
+    ranges_reused: bool
+    excluded_nodes: tuple[str, ...]
+    sensitive_nodes: tuple[str, ...] = ()
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    float_miou: float | None = None
+    int8_miou: float | None = None
+    max_miou_drop: float | None = None
+    search_steps: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def miou_drop(self) -> float | None:
+        """The drop in percentage points of mean IoU (float - int8), if evaluated."""
+        if self.float_miou is None or self.int8_miou is None:
+            return None
+        return (self.float_miou - self.int8_miou) * 100
+
+    @property
+    def within_budget(self) -> bool | None:
+        if self.max_miou_drop is None or self.miou_drop is None:
+            return None
+        return self.miou_drop <= self.max_miou_drop + 1e-9
+
+    def summary(self, written: bool = True) -> str:
+        """A few aligned lines for the CLI; `written=False` leaves out the files line."""
+        lines = [
+            f"model     {self.model}",
+            f"target    {self.target}: {self.layout}",
+            f"frames    {self.frames} from {self.frames_source}, {self.method} ranges"
+            + (" (reused)" if self.ranges_reused else ""),
+        ]
+        if self.latency_ms:
+            timing = ", ".join(f"{fmt.upper()} {ms:.1f} ms" for fmt, ms in self.latency_ms.items())
+            lines.append(f"format    {self.format.upper()} (measured: {timing})")
+        lines.append(f"float     {len(self.excluded_nodes)} node(s) kept in float"
+                     + (f", {len(self.sensitive_nodes)} of them for accuracy: {', '.join(self.sensitive_nodes)}"
+                        if self.sensitive_nodes else ""))
+        if self.miou_drop is not None:
+            verdict = "" if self.within_budget is None else (
+                " (within budget)" if self.within_budget else f" (over the {self.max_miou_drop:g} pp budget)")
+            lines.append(
+                f"accuracy  mIoU float {self.float_miou:.2%}, int8 {self.int8_miou:.2%}, "
+                f"drop {self.miou_drop:.2f} pp{verdict}"
+            )
+        if written:
+            files = [str(self.output), str(self.ranges_path)] + ([str(self.trt_cache)] if self.trt_cache else [])
+            lines.append(f"wrote     {', '.join(files)} in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+class MiouBudgetError(ModelError):
+    """The INT8 model stays over the mIoU budget even with the most sensitive layers in float.
+
+    Attributes:
+        report: the report of the best attempt (nothing was written).
+    """
+
+    def __init__(self, message: str, report: CalibrationReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def default_output(model_path: Path, target: str) -> Path:
+    suffix = ".int8.onnx" if target == "cpu" else ".trt-int8.onnx"
+    return model_path.with_name(model_path.stem + suffix)
+
+
+def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise EdgesegError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
+
+
+def calibrate(
+    onnx_path: str | Path,
+    frames_source: FrameSource,
+    target: str = "cpu",
+    method: str = "entropy",
+    num_frames: int = DEFAULT_FRAMES,
+    output: str | Path | None = None,
+    fmt: str = "auto",
+    max_miou_drop: float | None = None,
+    data: Any = None,
+    *,
+    spec: ModelSpec | None = None,
+    float_head: bool | None = None,
+    eval_subset: str = "val",
+    eval_frames: int = DEFAULT_EVAL_FRAMES,
+    trt_version: str = trt_cache.DEFAULT_TRT_VERSION,
+    max_rounds: int = 8,
+    exclude_step: int = 2,
+    progress: bool = True,
+    warn: Warn = warn_on_stderr,
+) -> CalibrationReport:
+    """Calibrate a float edgeseg ONNX model and write its INT8 model for `target`.
+
+    Args:
+        onnx_path: the float model (exported by `edgeseg export`, spec embedded).
+        frames_source: where the calibration frames come from (readers.ImageFolder,
+            VideoFile or DatasetImages).
+        target: "cpu" (ONNX Runtime on this CPU) or "tensorrt" (symmetric Q/DQ + legacy cache).
+        method: "entropy", "minmax" or "percentile" (ONNX Runtime's calibration methods).
+        num_frames: calibration frames to read (spread over the source).
+        output: the quantized model; default `model.int8.onnx` (cpu) or `model.trt-int8.onnx`
+            (tensorrt) beside the input.
+        fmt: "auto" (time QDQ and QOperator, keep the faster), "qdq" or "qoperator"; the
+            tensorrt target is always QDQ.
+        max_miou_drop: accuracy budget in percentage points of mean IoU (0.5 means 72.0% ->
+            71.5% is acceptable); needs `data`. Over budget, the most sensitive layers are
+            kept in float a few at a time.
+        data: a `--data` string or a SegDataset with masks, for the accuracy check.
+        spec: the ModelSpec, for a model without one embedded.
+        float_head: keep the head (class convolution, final resize) in float. Default: yes
+            for tensorrt; no for cpu, where the float head costs about a fifth of the INT8
+            latency of MobileNetV2-DeepLabV3+ (the mIoU budget search can still move it back).
+        eval_subset: the subset of `data` to evaluate on.
+        eval_frames: images of `data` to evaluate on (spread over the subset).
+        trt_version: the TensorRT version the legacy cache header names.
+        max_rounds: quantize-and-evaluate rounds the budget search may take.
+        exclude_step: layers moved back to float per round.
+        progress: show a progress bar while calibrating.
+        warn: receives warnings (few frames, skipped files).
+
+    Raises:
+        EdgesegError: bad input (its message says what to do).
+        MiouBudgetError: the budget cannot be met; `.report` says how close it came.
+    """
+    import onnx
+
+    started = time.perf_counter()
+    _check_arguments(target, method, fmt, trt_version, max_miou_drop, data, max_rounds)
+    model_path = Path(onnx_path)
+    if not model_path.is_file():
+        raise EngineError(f"no ONNX model at {model_path}; export one with `edgeseg export`")
+    spec = spec or _embedded_spec(model_path)
+    output = Path(output) if output is not None else default_output(model_path, target)
+    if output.resolve() == model_path.resolve():
+        raise EdgesegError(f"-o {output} would overwrite the float model; choose another output path")
+    ranges_path = output.parent / f"{model_path.stem}.calib.json"
+    cache_path = output.parent / f"{model_path.stem}.calib.cache" if target == "tensorrt" else None
+    if float_head is None:
+        float_head = target == "tensorrt"
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        work = tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent)
+    except OSError as err:
+        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
+    with work as work_name:  # everything is made here and moved into place at the very end
+        work_dir = Path(work_name)
+        prepared = _prepare(model_path, work_dir)
+        prepared_model = onnx.load(str(prepared), load_external_data=False)
+        model_in = model_input(prepared_model)
+        frames = load_calibration_frames(frames_source, num_frames, spec, model_in.batch_size, warn)
+        ranges, reused = _ranges(model_path, prepared, ranges_path, frames, spec, model_in, method, work_dir, progress)
+
+        always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
+        if target == "tensorrt":
+            always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
+
+        def build(chosen: QuantLayout, excluded: Sequence[str], name: str) -> Path:
+            return quantize_layout(prepared, ranges, chosen, work_dir / name, [*always_float, *excluded], work_dir)
+
+        layout = tensorrt_layout() if target == "tensorrt" else cpu_layout("qdq" if fmt == "auto" else fmt)
+        latency: dict[str, float] = {}
+        if target == "cpu" and fmt == "auto":
+            candidates = {f: build(layout.with_format(f), (), f"{f}.onnx") for f in ("qdq", "qoperator")}
+            sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
+            latency = measure_latency(candidates, sample)
+            layout = layout.with_format(min(latency, key=latency.get))
+            candidate = candidates[layout.quant_format]
+        else:
+            candidate = build(layout, (), "int8.onnx")
+
+        report = CalibrationReport(
+            model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
+            format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
+            frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
+            latency_ms=latency, max_miou_drop=max_miou_drop,
+        )
+        if max_miou_drop is not None:
+            candidate = _meet_budget(
+                report, model_path, prepared, candidate, layout, build, spec, model_in, data,
+                eval_subset, eval_frames, max_rounds, exclude_step,
+            )
+            report.excluded_nodes = tuple(always_float) + report.sensitive_nodes
+            if report.within_budget is False:
+                report.seconds = time.perf_counter() - started
+                raise MiouBudgetError(
+                    f"INT8 mIoU drop {report.miou_drop:.2f} pp stays over the {max_miou_drop:g} pp budget "
+                    f"with {len(report.sensitive_nodes)} sensitive layer(s) in float after "
+                    f"{len(report.search_steps)} round(s); nothing written. Calibrate on more, or more "
+                    "representative, frames, try another --method, or allow a larger --max-miou-drop",
+                    report,
+                )
+        _finish_metadata(candidate, {
+            ONNX_METADATA_KEY: spec.to_json(),
+            QUANT_METADATA_KEY: json.dumps({
+                "target": target, "format": layout.quant_format, "method": method, "frames": len(frames),
+                "ranges_key": ranges.key, "float_model_sha256": ranges.model_sha256,
+                "float_nodes": list(report.excluded_nodes),
+            }),
+        })
+        staged = {ranges_path: work_dir / "ranges.json"}
+        staged[ranges_path].write_text(ranges.to_json())
+        if cache_path is not None:
+            float_names = _tensor_names(onnx.load(str(model_path), load_external_data=False))
+            kept = _cache_tensors(ranges, prepared_model, report.excluded_nodes, float_names)
+            staged[cache_path] = work_dir / "calib.cache"
+            staged[cache_path].write_text(trt_cache.format_cache(kept, trt_version))
+        staged[output] = candidate
+        for destination, source in staged.items():
+            os.replace(source, destination)  # same folder: each file appears whole
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_arguments(
+    target: str, method: str, fmt: str, trt_version: str, max_miou_drop: float | None, data: Any, max_rounds: int
+) -> None:
+    """Refuse bad settings before any work is done."""
+    _check_choice(target, TARGETS, "target")
+    _check_choice(method, METHODS, "calibration method")
+    _check_choice(fmt, FORMATS, "format")
+    if target == "tensorrt":
+        if fmt == "qoperator":
+            raise EdgesegError("--format qoperator is a CPU layout; TensorRT reads Q/DQ models (use qdq or auto)")
+        trt_cache.version_code(trt_version)
+    if max_miou_drop is not None:
+        if max_rounds < 1:
+            raise EdgesegError(f"--max-rounds {max_rounds} must be at least 1")
+        if data is None:
+            raise EdgesegError("--max-miou-drop needs --data SPEC: a dataset with masks to measure the mIoU on")
+        if not max_miou_drop >= 0:
+            raise EdgesegError(f"--max-miou-drop {max_miou_drop} must be >= 0 (percentage points of mean IoU)")
+
+
+def _ranges(
+    model_path: Path,
+    prepared: Path,
+    ranges_path: Path,
+    frames: FrameSet,
+    spec: ModelSpec,
+    model_in: "ModelInput",
+    method: str,
+    work_dir: Path,
+    progress: bool,
+) -> tuple[CalibrationRanges, bool]:
+    """The ranges of an earlier run on the same model, frames, spec and method, or new ones."""
+    model_sha = file_sha256(model_path)
+    key = ranges_key(model_sha, frames.digest, spec, method)
+    earlier = _load_matching_ranges(ranges_path, key)
+    if earlier is not None:
+        return earlier, True
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(frames), desc="calibrating", unit="frame", leave=False)
+    reader = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size, progress=bar)
+    try:
+        tensors = compute_ranges(prepared, reader, method, work_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+    return CalibrationRanges(tensors, method, key, len(frames), frames.source, model_sha), False
+
+
+def _embedded_spec(model_path: Path) -> ModelSpec:
+    from edgeseg.onnxmeta import read_spec_from_onnx_file
+
+    spec = read_spec_from_onnx_file(model_path)
+    if spec is None:
+        raise SpecError(
+            f"{model_path} carries no edgeseg spec ({ONNX_METADATA_KEY} metadata), so calibration cannot "
+            "preprocess frames the way the model expects; export it with `edgeseg export`, or pass --spec FILE"
+        )
+    return spec
+
+
+def _prepare(model_path: Path, work_dir: Path) -> Path:
+    """ONNX Runtime's pre-processing (basic graph optimisation + shape inference), named nodes.
+
+    Symbolic shape inference is skipped: it fails on a dynamic batch and needs sympy.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgeseg.onnxmeta import invalid_onnx_error
+
+    try:
+        onnx.checker.check_model(str(model_path))
+    except (DecodeError, onnx.checker.ValidationError) as err:
+        raise invalid_onnx_error(model_path, err) from None
+    prepared = work_dir / "prepared.onnx"
+    quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+    model = onnx.load(str(prepared))
+    _name_unnamed_nodes(model)
+    onnx.save(model, str(prepared))
+    return prepared
+
+
+def _load_matching_ranges(path: Path, key: str) -> CalibrationRanges | None:
+    """The ranges in `path` if they were computed from the same inputs, else None."""
+    if not path.is_file():
+        return None
+    try:
+        ranges = CalibrationRanges.load(path)
+    except EngineError:
+        return None  # a damaged or foreign file: recalibrate and replace it
+    return ranges if ranges.key == key else None
+
+
+def _tensor_names(model: Any) -> set[str]:
+    names = {value.name for value in model.graph.input}
+    names.update(output for node in model.graph.node for output in node.output)
+    return names
+
+
+def _cache_tensors(
+    ranges: CalibrationRanges, prepared_model: Any, float_nodes: Sequence[str], float_model_names: set[str]
+) -> dict[str, tuple[float, float]]:
+    """The tensors of the legacy cache.
+
+    Only names that exist in the float model TensorRT parses; without the outputs of nodes
+    kept in float, so TensorRT (which has no scale for them) runs those layers in float too.
+    """
+    float_set = set(float_nodes)
+    float_outputs = {o for node in prepared_model.graph.node if node.name in float_set for o in node.output}
+    return {
+        name: value for name, value in ranges.tensors.items()
+        if name in float_model_names and name not in float_outputs
+    }
+
+
+def _meet_budget(
+    report: CalibrationReport,
+    model_path: Path,
+    prepared: Path,
+    candidate: Path,
+    layout: QuantLayout,
+    build: Callable[[QuantLayout, Sequence[str], str], Path],
+    spec: ModelSpec,
+    model_in: ModelInput,
+    data: Any,
+    eval_subset: str,
+    eval_frames: int,
+    max_rounds: int,
+    exclude_step: int,
+) -> Path:
+    """Evaluate float vs INT8 and move sensitive layers to float until within budget."""
+    from edgeseg.calib import sensitivity
+
+    samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames)
+    float_miou = sensitivity.evaluate_miou(model_path, samples, spec, model_in.batch_size)
+
+    def evaluate(path: Path) -> float:
+        return sensitivity.evaluate_miou(path, samples, spec, model_in.batch_size)
+
+    def ranking() -> list[str]:
+        qdq = candidate if layout.quant_format == "qdq" else build(layout.with_format("qdq"), (), "rank-qdq.onnx")
+        # rank on evaluation images: where the drop was measured (calibration frames fit their
+        # own ranges, so they cannot show a range that misses the real data)
+        images = [sample.image for sample in samples[:: max(1, len(samples) // sensitivity.RANK_FRAMES)]]
+        images = images[: max(sensitivity.RANK_FRAMES, model_in.batch_size)]
+        images += [images[-1]] * (-len(images) % model_in.batch_size)
+        reader = FrameBatchReader(images, spec, model_in.name, model_in.batch_size)
+        allowed = set(layout.op_types) if layout.op_types else None
+        scores = sensitivity.rank_nodes(prepared, qdq, reader, allowed, set(report.excluded_nodes))
+        return [score.node for score in scores]
+
+    def quantize(excluded: Sequence[str]) -> Path:
+        return candidate if not excluded else build(layout, excluded, f"int8-{len(excluded)}.onnx")
+
+    result = sensitivity.search_exclusions(
+        quantize=quantize, evaluate=evaluate, float_miou=float_miou, rank=ranking,
+        max_drop_pp=report.max_miou_drop, step=exclude_step, max_rounds=max_rounds,
+    )
+    report.float_miou = float_miou
+    report.int8_miou = result.int8_miou
+    report.sensitive_nodes = tuple(result.excluded)
+    report.search_steps = result.steps
+    return result.model

@@ -1,0 +1,118 @@
+"""A tiny trained segmentation model and colour-block pictures, built once per session.
+
+The scenes are 32x32 pictures of 8x8 blocks; a block's class is its dominant colour channel
+(0 red, 1 green, 2 blue). The Keras model (strided conv, conv, residual add, average pool,
+1x1 class conv, bilinear upsampling) trains for a few epochs so its logits mean something,
+then tf2onnx exports it (input "image", dynamic batch, opset 17) with the spec embedded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg.spec import ModelSpec
+
+SIZE = 32
+SPEC = ModelSpec(class_names=("red", "green", "blue"), input_height=SIZE, input_width=SIZE, model="tiny")
+
+
+def block_scenes(count: int, seed: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 pictures [count, size, size, 3] and their masks [count, size, size]."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        for y in range(0, size, 8):
+            for x in range(0, size, 8):
+                cls = rng.integers(0, 3)
+                colour = rng.integers(0, 90, 3)
+                colour[cls] = rng.integers(150, 256)
+                images[i, y : y + 8, x : x + 8] = colour
+                masks[i, y : y + 8, x : x + 8] = cls
+    return images, masks
+
+
+def write_images(folder: Path, images: np.ndarray, suffix: str = ".png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"{index:03d}{suffix}"
+        assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    onnx_path: Path  # spec embedded
+    nospec_path: Path
+    spec: ModelSpec
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    from edgeseg.onnxmeta import write_spec_metadata
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    skip = x
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Add()([x, skip])
+    x = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
+    x = keras.layers.Conv2D(3, 1, name="classes")(x)
+    logits = keras.layers.UpSampling2D(2, interpolation="bilinear", name="logits")(x)
+    model = keras.Model(inputs, logits)
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images, masks = block_scenes(64, seed=0)
+    model.fit(images.astype("float32"), masks, batch_size=16, epochs=6, verbose=0)
+
+    model.output_names = ["logits"]  # tf2onnx 1.17 with Keras 3 needs this
+    signature = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
+    root = tmp_path_factory.mktemp("calib_model")
+    nospec = root / "nospec.onnx"
+    onnx.save(proto, str(nospec))
+    path = root / "model.onnx"
+    onnx.save(write_spec_metadata(proto, SPEC), str(path))
+    return TinyModel(path, nospec, SPEC)
+
+
+@pytest.fixture(scope="session")
+def calib_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 colour-block pictures (PNG, lossless) to calibrate on."""
+    folder = tmp_path_factory.mktemp("calib_images")
+    write_images(folder, block_scenes(24, seed=1)[0])
+    return folder
+
+
+@pytest.fixture
+def model_copy(tiny_model: TinyModel, tmp_path: Path) -> Path:
+    """The spec'd model copied into this test's folder, so outputs land beside it."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(tiny_model.onnx_path.read_bytes())
+    return path
+
+
+@pytest.fixture
+def scenes():
+    """block_scenes(count, seed) -> (images, masks)."""
+    return block_scenes
+
+
+@pytest.fixture
+def write_pictures():
+    """write_images(folder, images, suffix=".png") -> paths."""
+    return write_images
