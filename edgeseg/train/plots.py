@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from edgeseg.fileio import atomic_path
+from edgeseg.runtime.overlay import colorize
 from edgeseg.spec import ModelSpec
 
 
@@ -31,15 +32,6 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
-def colorize(class_map: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
-    """RGB picture of a class map; ignored pixels are white."""
-    lut = np.full((256, 3), 255, dtype=np.uint8)
-    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    if 0 <= ignore_index < 256:
-        lut[ignore_index] = 255
-    return lut[class_map]
-
-
 def training_curves(rows: list[dict[str, float]], path: Path, monitor: str) -> Path:
     """Loss and the monitored metric per epoch, training and validation side by side."""
     plt = _pyplot()
@@ -51,6 +43,7 @@ def training_curves(rows: list[dict[str, float]], path: Path, monitor: str) -> P
             values = [r.get(prefix + key, np.nan) for r in rows]
             ax.plot(epochs, values, style, marker="o", label=(prefix + key) or key)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend()
@@ -65,7 +58,7 @@ def prediction_grid(
     path: Path,
     titles: Sequence[str] | None = None,
 ) -> Path:
-    """Rows of image | truth | prediction."""
+    """Rows of image | truth | prediction (unlabelled pixels black)."""
     plt = _pyplot()
     rows = max(1, len(images))
     fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
@@ -73,8 +66,8 @@ def prediction_grid(
         for col, (picture, name) in enumerate(
             (
                 (image, "image"),
-                (colorize(truth, spec.palette, spec.ignore_index), "truth"),
-                (colorize(pred, spec.palette, spec.ignore_index), "prediction"),
+                (colorize(truth, spec.palette), "truth"),
+                (colorize(pred, spec.palette), "prediction"),
             )
         ):
             ax = axes[row][col]
