@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recursive", action="store_true", help="with --images: also read subfolders")
     parser.add_argument("--target", choices=("cpu", "tensorrt"), required=True,
                         help="cpu: ONNX Runtime INT8 on this CPU; tensorrt: symmetric Q/DQ + legacy calib cache")
-    parser.add_argument("-o", "--output", help="quantized model (default: MODEL.int8.onnx for cpu, "
+    parser.add_argument("-o", "--out", metavar="FILE", help="quantized model (default: MODEL.int8.onnx for cpu, "
                         "MODEL.trt-int8.onnx for tensorrt, beside the input)")
     parser.add_argument("-n", "--frames", type=int, default=200, help="calibration frames (default 200; 100+ advised)")
     parser.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy",
@@ -70,7 +70,7 @@ def run(args) -> int:
             target=args.target,
             method=args.method,
             num_frames=args.frames,
-            output=args.output,
+            output=args.out,
             fmt=args.fmt,
             max_miou_drop=args.max_miou_drop,
             data=args.data,

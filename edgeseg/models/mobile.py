@@ -29,7 +29,6 @@ IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the alphas Keras has Image
 ATROUS_RATE = 6
 HIGH_LEVEL = "block_13_expand_relu"  # stride 16: the expansion of the first stride-32 block
 LOW_LEVEL = "block_3_expand_relu"  # stride 4
-BN_MOMENTUM = 0.9
 
 
 def mobilenetv2_backbone(image: keras.KerasTensor, width: float, weights: str | None) -> keras.Model:
@@ -105,11 +104,4 @@ def build_deeplabv3plus_mobilenetv2(
         x, backbone.get_layer(LOW_LEVEL).output, filters=decoder_filters, separable=True
     )
     outputs = segmentation_head(x, num_classes, 4)
-    model = keras.Model(image, outputs, name="deeplabv3plus_mobilenetv2")
-    # The robot model is trained in minutes. keras.applications' BatchNorm momentum 0.999 (and
-    # even Keras' default 0.99) leaves the moving statistics far from the batch statistics after
-    # a few hundred steps, and the model collapses in inference mode; 0.9 tracks them in ~50.
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = BN_MOMENTUM
-    return model
+    return keras.Model(image, outputs, name="deeplabv3plus_mobilenetv2")
