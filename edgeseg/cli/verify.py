@@ -1,0 +1,69 @@
+"""`edgeseg verify`: is the deployed engine as good as the float model? A gate for CI.
+
+    edgeseg verify runs/road model.int8.onnx --data synthetic:// --max-miou-drop 0.5 --min-agreement 0.99
+
+Prints a per-class table, writes a JSON report and pictures of the frames where the two models
+disagree most, and exits 1 when a gate fails, saying which gate and by how much.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from edgeseg.cli import common
+
+HELP = "compare an INT8/FP16 engine with its float model: mean IoU drop, per-class IoU, pixel agreement"
+DEFAULT_OUT = "verify"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("float_model", metavar="FLOAT", help="the reference: run folder, .keras or float .onnx")
+    parser.add_argument("engine", metavar="ENGINE", help="the deployed model: INT8/FP16 .onnx or .engine")
+    parser.add_argument("--data", required=True, help="dataset spec with masks, e.g. synthetic:// or voc:DIR")
+    parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="val")
+    parser.add_argument("--split", type=common.split, default=(0.8, 0.1, 0.1),
+                        help="train,val,test fractions for folders without their own split")
+    parser.add_argument("--max-frames", type=int, help="compare at most N frames, spread over the subset")
+    parser.add_argument("--max-miou-drop", type=float, metavar="PP",
+                        help="fail when mean IoU drops by more than PP percentage points (e.g. 0.5)")
+    parser.add_argument("--min-agreement", type=float, metavar="FRACTION",
+                        help="fail when fewer than FRACTION of the pixels agree (e.g. 0.99)")
+    parser.add_argument("--json", help="write the report as JSON to this file")
+    parser.add_argument("--out", help=f"folder for the disagreement pictures (default: beside --json, else {DEFAULT_OUT}/)")
+    parser.add_argument("--pictures", type=int, default=4, help="how many of the most-disagreeing frames to draw")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from edgeseg.verify import check_gate_values, check_gates, verify
+
+    check_gate_values(args.max_miou_drop, args.min_agreement)  # fail before any model runs
+    out = args.out if args.out else (None if args.json else DEFAULT_OUT)
+    report = verify(
+        args.float_model,
+        args.engine,
+        args.data,
+        subset=args.subset,
+        split=args.split,
+        max_frames=args.max_frames,
+        batch=args.batch,
+        out_dir=out,
+        json_path=args.json,
+        pictures=args.pictures,
+        progress=not args.no_progress,
+    )
+    print(report.table())
+    if report.pictures:
+        print(f"pictures: {Path(report.pictures[0]).parent}/ ({len(report.pictures)} frames)")
+    if args.json:
+        print(f"report: {args.json}")
+    failures = check_gates(report, args.max_miou_drop, args.min_agreement)
+    for failure in failures:
+        print(f"edgeseg verify: FAILED {failure}", file=sys.stderr)
+    if failures:
+        return 1
+    if args.max_miou_drop is not None or args.min_agreement is not None:
+        print("parity gates passed")
+    return 0
