@@ -17,7 +17,7 @@ from edgeseg import __version__
 from edgeseg.errors import EdgesegError
 
 # Subcommand name -> module under edgeseg.cli. Order is the order of `edgeseg --help`.
-COMMANDS = ("demo", "train", "evaluate", "export", "calibrate", "build-engine", "verify", "stream")
+COMMANDS = ("demo", "train", "evaluate", "export", "calibrate", "build-engine", "verify", "stream", "sim")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,12 @@ class FreeSpace:
         return self.row_counts.shape[0] - 1, self.row_counts.shape[1] - 1
 
     def heading_depth(
-        self, offsets: np.ndarray, half_width: float, min_obstacle_width: float, far_width: float = 1.0
+        self,
+        offsets: np.ndarray,
+        half_width: float,
+        min_obstacle_width: float,
+        far_width: float = 1.0,
+        outside_blocks: bool = False,
     ) -> np.ndarray:
         """Free depth of the corridor towards each heading, in [0, 1].
 
@@ -65,18 +70,25 @@ class FreeSpace:
                 a row to block it (at least one cell).
             far_width: the corridor's width at the horizon relative to the bottom row; it
                 narrows linearly in between, as perspective shrinks the car far away.
+            outside_blocks: count the corridor's cells outside the image as obstacle cells
+                (the camera cannot vouch for them), instead of ignoring them.
         """
         rows, cols = self.grid_shape
         offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
         height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
         centre = (offsets * height + 1.0) * (cols / 2.0)
         half = half_width * cols * (1.0 - (1.0 - far_width) * height)
-        lo = np.clip(np.floor(centre - half + 0.5), 0, cols - 1).astype(np.intp)
-        hi = np.clip(np.floor(centre + half + 0.5), lo + 1, cols).astype(np.intp)
+        left, right = np.floor(centre - half + 0.5), np.floor(centre + half + 0.5)
+        lo = np.clip(left, 0, cols - 1).astype(np.intp)
+        hi = np.clip(right, lo + 1, cols).astype(np.intp)
         row_index = np.arange(rows + 1)
         counts = self.row_counts[row_index, hi] - self.row_counts[row_index, lo]
         need = np.maximum(1, np.round(min_obstacle_width * 2 * half)).astype(np.intp)
-        blocked = counts >= np.minimum(need, hi - lo)
+        if outside_blocks:
+            outside = (np.maximum(-left, 0) + np.maximum(right - cols, 0)).astype(np.intp)
+            blocked = counts + outside >= need
+        else:
+            blocked = counts >= np.minimum(need, hi - lo)
         blocked[:, rows] = True  # the horizon ends every corridor
         return blocked.argmax(axis=1).astype(np.float32) / np.float32(rows)
 

@@ -103,6 +103,9 @@ class NavConfig:
         fragmentation_scale: fragmentation at which confidence reaches 0 (salt-and-pepper
             noise is about 0.5, a clean map below 0.02).
         max_rows, max_cols: the largest analysis grid; bigger class maps are subsampled.
+        outside_blocks: treat the part of a corridor that lies outside the image as blocked,
+            so the car never steers into ground the camera has not seen (for cameras that
+            see less than the car's width close to the car; off in the mode table).
     """
 
     horizon: float = 0.45
@@ -130,6 +133,7 @@ class NavConfig:
     fragmentation_scale: float = 0.3
     max_rows: int = 128
     max_cols: int = 256
+    outside_blocks: bool = False
 
     def __post_init__(self) -> None:
         def check(name: str, low: float, high: float) -> None:
@@ -277,7 +281,7 @@ class Navigator:
     def _corridor_depth(self, space: FreeSpace, steerings: np.ndarray) -> np.ndarray:
         cfg = self.config
         return space.heading_depth(steerings * cfg.max_heading, cfg.car_width / 2 + cfg.margin,
-                                   cfg.min_obstacle_width, cfg.far_width)
+                                   cfg.min_obstacle_width, cfg.far_width, cfg.outside_blocks)
 
     def _target_steering(self, space: FreeSpace, previous: Command | None) -> float:
         """Steering towards the best heading, or full lock to the more open side when none is free."""

@@ -1,0 +1,291 @@
+"""The closed-loop simulator: oracle and fake perception in real rendered worlds, a tiny real ONNX model, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import cli
+from edgeseg.data.world import Camera, Pose, World
+from edgeseg.errors import EdgesegError
+from edgeseg.nav import Navigator
+from edgeseg.nav.sim import (
+    NAV_MODES,
+    Scenario,
+    SimConfig,
+    camera_nav_config,
+    format_table,
+    perceiver_from_model,
+    scenario,
+    simulate,
+    synthetic_spec,
+    trajectory_picture,
+)
+from edgeseg.nav import sim as sim_module
+
+SMALL = Camera(width=64, height=64)  # same optics as the training camera, fewer pixels
+FAST = SimConfig(episodes=2, max_seconds=6.0, camera=SMALL, seed=3)
+
+
+def all_floor(rgb: np.ndarray) -> np.ndarray:
+    """A blind perceiver: everything is floor, so the navigator drives straight into things."""
+    return np.zeros(rgb.shape[:2], dtype=np.uint8)
+
+
+def wall_ahead() -> Scenario:
+    """An empty 3 x 3 m room, the car 2.4 m from the wall it faces."""
+    return Scenario(World(size_m=(3.0, 3.0)), Pose(0.6, 1.5, 0.0), world_seed=-1)
+
+
+def test_oracle_runs_are_deterministic_and_metrics_consistent():
+    first = simulate("oracle", "balanced", FAST, progress=False)
+    second = simulate("oracle", "balanced", FAST, progress=False)
+    assert first.to_dict(trajectories=True) == second.to_dict(trajectories=True)
+    assert len(first.episodes) == 2
+    assert sum(e.distance_m for e in first.episodes) > 0.5  # it actually drove
+    for episode in first.episodes:
+        assert episode.distance_m >= 0.0 and episode.reverse_m >= 0.0
+        assert episode.seconds == pytest.approx(episode.steps * FAST.dt)
+        speeds = episode.trajectory[:, 3]
+        assert speeds.max() <= FAST.max_speed_mps * NAV_MODES["balanced"].max_throttle + 1e-9
+        assert speeds.min() >= -FAST.recovery_speed_mps - 1e-9
+        assert 0.0 <= episode.mean_speed_mps <= FAST.max_speed_mps
+        assert len(episode.trajectory) == episode.steps + 1
+        step_lengths = np.hypot(*np.diff(episode.trajectory[:, :2], axis=0).T)
+        assert episode.distance_m + episode.reverse_m == pytest.approx(step_lengths.sum(), rel=0.02, abs=1e-6)
+        if not episode.collided:
+            assert episode.steps == FAST.steps
+            assert episode.min_clearance_m > 0.0
+    summary = first.summary()
+    assert summary["collisions"] == sum(e.collided for e in first.episodes)
+    assert summary["distance_m"] == pytest.approx(sum(e.distance_m for e in first.episodes))
+    assert summary["distance_per_minute_m"] == pytest.approx(60 * summary["distance_m"] / summary["seconds"])
+    assert "balanced" in format_table([first])
+
+
+def test_seeds_pick_the_worlds_and_starts():
+    config = replace(FAST, seed=7)
+    a, b = scenario(config, 1), scenario(config, 1)
+    assert a.world_seed == 8 and a.start == b.start
+    assert scenario(config, 2).world_seed == 9
+    assert scenario(config, 2).start != a.start
+    assert a.world.clearance(a.start.x, a.start.y) >= config.car_radius_m + config.start_margin_m
+
+
+def test_modes_drive_the_same_worlds_from_the_same_starts():
+    safe = simulate("oracle", "safe", FAST, progress=False)
+    adventurous = simulate("oracle", "adventurous", FAST, progress=False)
+    for s, a in zip(safe.episodes, adventurous.episodes):
+        assert (s.world_seed, s.start) == (a.world_seed, a.start)
+        np.testing.assert_array_equal(s.trajectory[0], a.trajectory[0])
+    assert not np.array_equal(safe.episodes[0].trajectory, adventurous.episodes[0].trajectory)
+    top_speed = lambda report: max(e.trajectory[:, 3].max() for e in report.episodes)  # noqa: E731
+    assert top_speed(adventurous) > top_speed(safe)
+
+
+def test_safe_stops_or_turns_instead_of_hitting_the_wall_ahead():
+    config = SimConfig(max_seconds=12.0, camera=SMALL)
+    report = simulate("oracle", "safe", config, progress=False, scenarios=[wall_ahead()])
+    episode = report.episodes[0]
+    assert not episode.collided and report.collisions == 0
+    assert episode.min_clearance_m > 0.0
+    headings = np.unwrap(episode.trajectory[:, 2])
+    assert episode.stopped_s > 0.0 or np.ptp(headings) > math.radians(45)
+    assert episode.trajectory[:, 0].max() < 3.0 - config.car_radius_m  # never through the wall
+    assert episode.distance_m > 1.0  # it did drive up to the wall first
+
+
+def test_blind_perception_drives_into_the_wall_and_the_collision_is_counted():
+    config = SimConfig(max_seconds=12.0, camera=SMALL)
+    report = simulate(all_floor, "safe", config, progress=False, scenarios=[wall_ahead()])
+    episode = report.episodes[0]
+    assert episode.collided and report.collisions == 1
+    assert episode.steps < config.steps  # the episode ended at the collision
+    x, y = episode.collision_xy
+    assert x == pytest.approx(3.0 - config.car_radius_m, abs=0.03)
+    assert y == pytest.approx(1.5, abs=0.05)
+    assert episode.min_clearance_m <= 0.0
+    assert episode.stopped_s == 0.0
+
+
+def test_the_car_recovers_from_a_stop_by_backing_away():
+    """Start 10 cm from the wall it faces: the car must reverse (never into the wall) and turn."""
+    close = Scenario(World(size_m=(3.0, 3.0)), Pose(2.75, 1.5, 0.0), world_seed=-1)
+    config = SimConfig(max_seconds=8.0, camera=SMALL, start_margin_m=0.0)
+    episode = simulate("oracle", "safe", config, progress=False, scenarios=[close]).episodes[0]
+    assert not episode.collided
+    assert episode.recoveries >= 1 and episode.reverse_m > 0.1
+    assert episode.trajectory[:, 3].min() == pytest.approx(-config.recovery_speed_mps)
+    heading_change = abs(math.remainder(episode.trajectory[-1, 2] - episode.trajectory[0, 2], math.tau))
+    assert heading_change > math.radians(60)
+
+
+def test_camera_calibration_stops_where_the_corridor_covers_the_car():
+    """At the calibrated stop line the image's floor is exactly (car + 2 margins) / 0.9 wide."""
+    camera = Camera()
+    config = camera_nav_config("safe", camera, car_width_m=0.3)
+    table = NAV_MODES["safe"]
+    assert config.stop_clearance > table.stop_clearance
+    assert config.slow_clearance > config.stop_clearance
+    assert config.outside_blocks and config.car_width + 2 * config.margin == pytest.approx(0.9)
+    assert (config.max_throttle, config.margin) == (table.max_throttle, table.margin)
+    width = (0.3 + 2 * sim_module.SEEN_MARGIN_M["safe"]) / 0.9
+    row = camera.height - config.stop_clearance * (camera.height - int(table.horizon * camera.height))
+    ahead = np.linspace(0.02, 2.0, 20000)  # floor points straight ahead, then half the width to the right
+    _, v = camera.project(Pose(0.0, 0.0, 0.0), ahead, np.zeros_like(ahead))
+    distance = ahead[np.argmin(np.abs(v - row))]
+    u_right, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, -width / 2)
+    assert float(u_right) == pytest.approx(camera.width, abs=1.0)
+    stops = [camera_nav_config(mode).stop_clearance for mode in ("safe", "balanced", "adventurous")]
+    assert stops[0] > stops[1] > stops[2]
+
+
+def test_outside_blocks_keeps_sharp_turns_from_counting_unseen_floor_as_free():
+    navigator = Navigator([0], "safe")
+    space = navigator.free_space(np.zeros((64, 64), dtype=np.uint8))
+    assert space.heading_depth(np.array([0.9]), 0.2, 0.02, 1.0)[0] == 1.0
+    # The corridor's right edge, (0.9 h + 1) / 2 + 0.2 of the width, leaves the image at h = 2/3.
+    assert space.heading_depth(np.array([0.9]), 0.2, 0.02, 1.0, outside_blocks=True)[0] == pytest.approx(
+        2 / 3, abs=0.06)
+    assert space.heading_depth(np.array([0.0]), 0.2, 0.02, 1.0, outside_blocks=True)[0] == 1.0
+
+
+def test_trajectory_picture_marks_collisions(tmp_path):
+    config = SimConfig(max_seconds=12.0, camera=SMALL)
+    crashed = simulate(all_floor, "safe", config, progress=False, scenarios=[wall_ahead()])
+    safe = simulate("oracle", "safe", config, progress=False, scenarios=[wall_ahead()])
+    pictures = []
+    for report, name in ((crashed, "crash.png"), (safe, "safe.png")):
+        path = trajectory_picture(report, tmp_path / name, worlds=[wall_ahead().world], cell_px=200)
+        image = cv2.imread(str(path))
+        assert image is not None and image.shape[1] == 200
+        pictures.append(image)
+    red_x = lambda image: int(np.count_nonzero(np.all(image == (0, 0, 230), axis=-1)))  # noqa: E731 (BGR)
+    assert red_x(pictures[0]) > 20
+    assert red_x(pictures[1]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.png", "safe.png"]  # no temporary files left
+    with pytest.raises(EdgesegError, match="worlds"):
+        trajectory_picture(crashed, tmp_path / "x.png", worlds=[])
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(EdgesegError, match="safe, balanced, adventurous"):
+        simulate("oracle", "reckless", FAST, progress=False)
+    with pytest.raises(EdgesegError, match="oracle"):
+        simulate("oracel", "safe", FAST, progress=False)
+    with pytest.raises(EdgesegError, match="uint8 class map"):
+        simulate(lambda rgb: np.zeros((3, 3), np.uint8), "safe", FAST, progress=False)
+    with pytest.raises(EdgesegError, match="episodes"):
+        SimConfig(episodes=0)
+    with pytest.raises(EdgesegError, match="navigator"):
+        SimConfig(navigator="mine")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim_cli():
+    return cli.main
+
+
+def test_cli_oracle_writes_json_and_one_picture_per_mode(sim_cli, tmp_path, capsys):
+    out = tmp_path / "sim.json"
+    code = sim_cli(["sim", "--model", "oracle", "--mode", "safe,adventurous", "--episodes", "1",
+                    "--seconds", "2", "--seed", "4", "--json", str(out), "--picture", str(tmp_path / "sim.png")])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "collisions" in table and "safe" in table and "adventurous" in table
+    data = json.loads(out.read_text())
+    assert set(data["modes"]) == {"safe", "adventurous"}
+    assert [row["mode"] for row in data["summary"]] == ["safe", "adventurous"]
+    episode = data["modes"]["safe"]["episodes"][0]
+    assert episode["world_seed"] == 4 and episode["steps"] == 20
+    assert data["modes"]["safe"]["config"]["seed"] == 4
+    assert (tmp_path / "sim_safe.png").is_file() and (tmp_path / "sim_adventurous.png").is_file()
+
+
+class FakeModel:
+    """Stands in for perceiver_from_model: the synthetic classes, perceived as all floor."""
+
+    def __init__(self, path, backend="auto", **options):
+        self.spec = synthetic_spec()
+        self.name = str(path)
+        self.backend_name = "fake"
+
+    def __call__(self, rgb):
+        return all_floor(rgb)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+def test_cli_max_collisions_gates_the_exit_code(sim_cli, monkeypatch, capsys):
+    monkeypatch.setattr(sim_module, "perceiver_from_model", FakeModel)
+    argv = ["sim", "--model", "blind.onnx", "--mode", "adventurous", "--episodes", "1", "--seconds", "30"]
+    assert sim_cli([*argv, "--max-collisions", "0"]) == 1
+    assert "more than 0 collisions: adventurous 1" in capsys.readouterr().err
+    assert sim_cli([*argv, "--max-collisions", "1"]) == 0
+    assert sim_cli(argv) == 0  # targets are reported, not enforced
+
+
+def test_cli_rejects_unknown_modes(sim_cli, capsys):
+    with pytest.raises(SystemExit):
+        sim_cli(["sim", "--model", "oracle", "--mode", "safe,fast"])
+    assert "safe, balanced, adventurous" in capsys.readouterr().err
+
+
+# --- a real model -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_onnx(tmp_path_factory):
+    """A 32x32 two-layer Keras model over the synthetic classes, exported with tf2onnx, spec embedded."""
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    from edgeseg.onnxmeta import write_spec_metadata
+    from edgeseg.spec import ModelSpec
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="logits")(x))
+    model.output_names = ["logits"]
+    base = synthetic_spec()
+    spec = ModelSpec(class_names=base.class_names, input_height=32, input_width=32, palette=base.palette,
+                     traversable=("floor",), model="tiny")
+    signature = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
+    path = tmp_path_factory.mktemp("sim_model") / "tiny.onnx"
+    onnx.save(write_spec_metadata(proto, spec), str(path))
+    return path
+
+
+def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
+    from edgeseg.runtime import Segmenter
+
+    config = SimConfig(episodes=1, max_seconds=1.0, camera=SMALL, seed=2)
+    with perceiver_from_model(tiny_synthetic_onnx) as perceive:
+        assert perceive.backend_name == "onnxruntime"
+        report = simulate(perceive, "safe", config, progress=False)
+        world = scenario(config, 0)
+        rgb, _ = world.world.render(world.start, SMALL)
+        with Segmenter.open(tiny_synthetic_onnx) as segmenter:
+            np.testing.assert_array_equal(perceive(rgb), segmenter.seg(rgb).class_map)
+    episode = report.episodes[0]
+    assert report.perception == str(tiny_synthetic_onnx)
+    assert episode.steps == config.steps or episode.collided
+    assert len(episode.trajectory) == episode.steps + 1
+    assert np.isfinite(episode.trajectory).all()
