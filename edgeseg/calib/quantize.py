@@ -57,6 +57,7 @@ from edgeseg.calib.readers import (
     warn_on_stderr,
 )
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
+from edgeseg.fileio import file_sha256
 from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
 
 TARGETS = ("cpu", "tensorrt")
@@ -227,14 +228,6 @@ class CalibrationRanges:
         """TensorRT's symmetric int8 scale of a tensor: max(|min|, |max|) / 127."""
         low, high = self.tensors[tensor]
         return trt_cache.scale_from_range(low, high)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ranges_key(model_sha256: str, frames_digest: str, spec: ModelSpec, method: str) -> str:

@@ -25,14 +25,13 @@ from edgeseg.engine.manifest import (
     CalibrationInfo,
     EngineManifest,
     ProfileShapes,
-    file_sha256,
     manifest_path,
     utc_now,
 )
 from edgeseg.engine.ort_build import OrtJob, build_onnxruntime_model
 from edgeseg.engine.trt_build import TENSORRT_INSTALL_HINT, BatchRange, TrtJob, build_tensorrt_engine
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
-from edgeseg.fileio import atomic_path
+from edgeseg.fileio import atomic_path, file_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
 from edgeseg.runtime.cuda_buffers import GpuInfo

@@ -15,14 +15,13 @@ not match".
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import EdgesegError, EngineError
-from edgeseg.fileio import atomic_write_text
+from edgeseg.fileio import atomic_write_text, file_sha256
 from edgeseg.runtime.cuda_buffers import GpuInfo
 from edgeseg.spec import ModelSpec
 
@@ -200,14 +199,6 @@ def manifest_path(engine_path: str | Path) -> Path:
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(manifest: EngineManifest, path: str | Path) -> Path:

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgeseg.engine.manifest import CalibrationInfo, ProfileShapes, file_sha256
+from edgeseg.engine.manifest import CalibrationInfo, ProfileShapes
+from edgeseg.fileio import file_sha256
 from edgeseg.errors import EngineError
 from edgeseg.fileio import atomic_write_bytes
 

@@ -10,22 +10,10 @@ availability check (does not import the runtime), the loader, and the options it
 `open_backend(path)` walks the table in order and uses the first entry that matches the file and
 is installed; nothing else in the code base branches on file types.
 
-Adding a backend (e.g. TensorRT for `.engine` / `.plan` files):
-
-1. Write `edgeseg/runtime/tensorrt_backend.py` with
-   `open_tensorrt(path, spec=None, **options) -> Backend`, subclassing `BackendBase`, importing
-   `tensorrt` inside the function, finding the spec in the engine manifest
-   (`model.engine.json`) and calling `resolve_spec` and `check_spec_matches_model`.
-2. Add one row to `_BUILTIN_ENTRIES` below (or call `register_backend` from outside)::
-
-       BackendEntry(
-           name="tensorrt",
-           suffixes=(".engine", ".plan"),
-           is_available=module_available("tensorrt"),
-           loader=lazy_loader("edgeseg.runtime.tensorrt_backend", "open_tensorrt"),
-           options=("device",),
-           install_hint="install TensorRT (JetPack on a Jetson, or pip install 'edgeseg[tensorrt]')",
-       )
+Adding a backend: write `open_<name>(path, spec=None, **options) -> Backend` (subclass
+`BackendBase`, import the runtime inside the function, resolve the spec with `resolve_spec` and
+check it with `check_spec_matches_model`), then add one `BackendEntry` row to `_BUILTIN_ENTRIES`
+below, or call `register_backend` from outside. The TensorRT row is the worked example.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from edgeseg import cli
 from edgeseg.cli import build_engine as build_engine_cli
 from edgeseg.engine import BuildOptions, Environment, build, build_engine, read_manifest
-from edgeseg.engine.manifest import file_sha256
+from edgeseg.fileio import file_sha256
 from edgeseg.engine.ort_build import quantization_format
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
 from edgeseg.runtime import open_backend
