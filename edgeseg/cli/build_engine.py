@@ -37,18 +37,6 @@ def batch_range(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def non_negative(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return int(text)
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgeseg.engine.build import BACKEND_CHOICES, CALIB_METHODS, DEFAULT_CALIB_FRAMES
 
@@ -68,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="frames to calibrate on: a folder of images or a video from the robot's camera")
     calib.add_argument("--calib-method", choices=CALIB_METHODS, default="entropy",
                        help="calibration method (default entropy)")
-    calib.add_argument("--calib-frames", type=positive, default=DEFAULT_CALIB_FRAMES, metavar="N",
+    calib.add_argument("--calib-frames", type=common.positive_int, default=DEFAULT_CALIB_FRAMES, metavar="N",
                        help=f"frames to read, spread over the source (default {DEFAULT_CALIB_FRAMES})")
     calib.add_argument("--calib-cache", type=Path, metavar="FILE",
                        help="TensorRT 8.5-10.x only: a legacy calibration cache from `edgeseg calibrate --target "
@@ -83,10 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="most GPU memory TensorRT may use for tactics while building, e.g. 512MiB or 2GiB")
     trt.add_argument("--timing-cache", type=Path, metavar="FILE",
                      help="reuse and update TensorRT's timing cache: faster rebuilds on the same device")
-    trt.add_argument("--dla", type=non_negative, metavar="N",
+    trt.add_argument("--dla", type=common.non_negative_int, metavar="N",
                      help="run on DLA core N (Jetson AGX Orin / Orin NX / Xavier), GPU fallback on; "
                           "needs --fp16 or --int8")
-    trt.add_argument("--device", type=non_negative, default=0, metavar="N", help="CUDA device index (default 0)")
+    trt.add_argument("--device", type=common.non_negative_int, default=0, metavar="N", help="CUDA device index (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,3 +56,32 @@ def key_value(text: str) -> tuple[str, object]:
             except ValueError:
                 pass
     return key.strip(), value
+
+
+# The runtime backends a model can be opened with (`edgeseg.runtime.backends` registry names).
+BACKEND_CHOICES = ("auto", "onnxruntime", "keras", "tensorrt")
+
+
+def _number(text: str, kind: type, minimum: float, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {'positive' if minimum > 0 else '0 or more'}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, 1, "a whole number")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, 0, "a whole number")
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, 0.0, "a number")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value

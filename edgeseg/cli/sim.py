@@ -16,31 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgeseg.cli import common
+
 HELP = "drive the navigator in the synthetic world through a model: collisions, distance, speed per mode"
-BACKEND_CHOICES = ("auto", "onnxruntime", "keras", "tensorrt")
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
 
 
 def modes(text: str) -> tuple[str, ...]:
@@ -60,19 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", required=True,
                        help="model file (.onnx, .keras, ...), a training run folder, or 'oracle' "
                             "(the renderer's exact masks: judges the navigator alone)")
-    model.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
-    model.add_argument("--threads", type=_positive(int), metavar="N", help="inference threads (onnxruntime)")
+    model.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
+    model.add_argument("--threads", type=common.positive_int, metavar="N", help="inference threads (onnxruntime)")
 
     drive = parser.add_argument_group("driving")
     drive.add_argument("--mode", type=modes, default=("safe",), metavar="MODE[,MODE...]",
                        help="navigation modes to compare: safe, balanced, adventurous (default: safe)")
-    drive.add_argument("--episodes", type=_positive(int), default=20, metavar="N",
+    drive.add_argument("--episodes", type=common.positive_int, default=20, metavar="N",
                        help="episodes (worlds) per mode (default 20)")
-    drive.add_argument("--seconds", type=_positive(float), default=60.0, metavar="S",
+    drive.add_argument("--seconds", type=common.positive_float, default=60.0, metavar="S",
                        help="simulated seconds per episode (default 60)")
     drive.add_argument("--seed", type=int, default=0, help="episode i drives world SEED + i (default 0)")
-    drive.add_argument("--hz", type=_positive(float), default=10.0, help="control rate (default 10)")
-    drive.add_argument("--max-speed", type=_positive(float), default=1.0, metavar="M_PER_S",
+    drive.add_argument("--hz", type=common.positive_float, default=10.0, help="control rate (default 10)")
+    drive.add_argument("--max-speed", type=common.positive_float, default=1.0, metavar="M_PER_S",
                        help="the car's top speed; throttle 1 (default 1.0)")
     drive.add_argument("--navigator", choices=("camera", "table"), default="camera",
                        help="camera: the mode table adapted to the car's camera (default); "
@@ -82,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", metavar="FILE", help="write every episode and the per-mode totals as JSON")
     out.add_argument("--picture", metavar="FILE",
                      help="top-down trajectories (PNG); with several modes one per mode, FILE_MODE.png")
-    out.add_argument("--max-collisions", type=_count, metavar="N",
+    out.add_argument("--max-collisions", type=common.non_negative_int, metavar="N",
                      help="exit 1 when a mode collides more than N times (for CI)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar on stderr (default: when stderr is a terminal)")

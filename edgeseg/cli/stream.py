@@ -16,20 +16,11 @@ import re
 import sys
 from typing import Any, Iterator
 
+from edgeseg.cli import common
+
 HELP = "run a model live on a camera, video, RTSP stream, image folder or the synthetic world"
 NAV_MODE_CHOICES = ("safe", "balanced", "adventurous")
 VIEW_CHOICES = ("overlay", "mask", "side")
-BACKEND_CHOICES = ("auto", "onnxruntime", "keras", "tensorrt")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,16 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--source", metavar="URI",
                         help="clip.mp4, an image folder or glob, rtsp://..., http://..., csi://N, gst:PIPELINE, "
                              "or synthetic://?seed=0&size=320x240 (a drive through the synthetic world)")
-    where.add_argument("--width", type=_positive_int, metavar="PX", help="capture width (cameras, synthetic)")
-    where.add_argument("--height", type=_positive_int, metavar="PX", help="capture height (cameras, synthetic)")
+    where.add_argument("--width", type=common.positive_int, metavar="PX", help="capture width (cameras, synthetic)")
+    where.add_argument("--height", type=common.positive_int, metavar="PX", help="capture height (cameras, synthetic)")
     where.add_argument("--fps", type=float, help="capture frame rate (cameras, synthetic; nominal for files)")
     where.add_argument("--loop", action="store_true", default=None, help="play a video or image folder forever")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", required=True, help="model file (.onnx, .keras, ...) or a training run folder")
     model.add_argument("--spec", help="spec JSON for a model that carries none")
-    model.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
-    model.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (onnxruntime)")
+    model.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
+    model.add_argument("--threads", type=common.positive_int, metavar="N", help="inference threads (onnxruntime)")
     model.add_argument("--mode", choices=NAV_MODE_CHOICES, default="safe", help="navigation mode (default: safe)")
     model.add_argument("--no-nav", action="store_true", help="segment only: no driving commands")
 
@@ -66,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--no-legend", action="store_true", help="no class legend in the view")
 
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N processed frames")
+    run_group.add_argument("--max-frames", type=common.positive_int, metavar="N", help="stop after N processed frames")
     run_group.add_argument("--telemetry", metavar="FILE", help="write one JSON line of timings per frame")
     run_group.add_argument("--status", action=argparse.BooleanOptionalAction, default=None,
                            help="live status line on stderr (default: when stderr is a terminal)")

@@ -187,7 +187,7 @@ def test_cli_argument_parsing():
     (["m.onnx", "--batch", "8,4,1"], "needs MIN <= OPT <= MAX"),
     (["m.onnx", "--workspace", "lots"], "is not like 512MiB or 2GiB"),
     (["m.onnx", "--backend", "tflite"], "invalid choice: 'tflite'"),
-    (["m.onnx", "--dla", "-1"], "is not a non-negative integer"),
+    (["m.onnx", "--dla", "-1"], "'-1' must be 0 or more"),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
