@@ -9,7 +9,7 @@ with `edgeseg.export`, calibrates once with `edgeseg.calib.calibrate` on synthet
 intra-op threads: FP32, INT8 QDQ and INT8 QOperator, each with the head (class convolution +
 final resize) quantized and kept in float. `--tflite` adds TFLite INT8 of the same Keras model
 (full-integer post-training quantization, float input/output, XNNPACK). All sessions are warmed
-up, then run interleaved (one run of each in turn, `--runs` rounds), so background load hits
+up, then run interleaved in blocks of 10 runs of each in turn (`--runs` per variant), so background load hits
 every variant alike; the table gives the median and the 10th/90th percentiles. On a shared
 machine those move with the background load, so `kernel_ms_1t` adds a load-robust number: the
 sum over nodes of each node's fastest kernel time in ONNX Runtime's profiler, one thread.
@@ -117,16 +117,27 @@ def kernel_ms(path: Path, batch: np.ndarray, runs: int = 15) -> float:
     return sum(fastest.values())
 
 
-def time_interleaved(runners: dict, batch: np.ndarray, runs: int, warmup: int = 10) -> dict[str, list[float]]:
+def time_interleaved(runners: dict, batch: np.ndarray, runs: int, warmup: int = 10,
+                     block: int = 10) -> dict[str, list[float]]:
+    """Time every variant in interleaved blocks of `block` consecutive runs.
+
+    Blocks, not single runs: each ONNX Runtime session keeps its own thread pool spinning for a
+    while after a run, so alternating sessions run by run makes them fight over the two cores and
+    inflated every time 4-5x (measured: 34.7 ms interleaved vs 6.7 ms alone for the same FP32
+    model). The first run of each block, which pays for the switch, is not counted. Interleaving
+    the blocks still spreads background load over every variant alike.
+    """
     for run in runners.values():
         for _ in range(warmup):
             run(batch)
     times: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in range(runs):
+    for _ in range(max(1, runs // block)):
         for key, run in runners.items():
-            start = time.perf_counter()
             run(batch)
-            times[key].append((time.perf_counter() - start) * 1000)
+            for _ in range(block):
+                start = time.perf_counter()
+                run(batch)
+                times[key].append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -155,7 +166,7 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
         frames = [dataset.load(i)[0] for i in range(min(args.frames, 16))]
         runners["tflite int8"], tflite_seconds = tflite_runner(keras_model, frames, spec, args.threads)
     batch = preprocess(dataset.load(0)[0], spec)
-    print(f"--- {name}: timing {len(runners)} variants x {args.runs} interleaved runs, {args.threads} threads")
+    print(f"--- {name}: timing {len(runners)} variants x {args.runs} runs in interleaved blocks, {args.threads} threads")
     times = time_interleaved(runners, batch, args.runs)
     fp32 = statistics.median(times["fp32"])
     paths = {"fp32": onnx_path, **variants}
