@@ -24,3 +24,10 @@ class SpecError(EdgesegError):
 
 class EngineError(EdgesegError):
     """An ONNX model or engine cannot be built, loaded or run."""
+
+
+def check_field_range(config: object, name: str, low: float, high: float) -> None:
+    """Raise EdgesegError naming `Class.field=value` when a config field is outside [low, high]."""
+    value = getattr(config, name)
+    if not low <= value <= high:
+        raise EdgesegError(f"{type(config).__name__}.{name}={value!r} is outside [{low}, {high}]")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, check_field_range
 from edgeseg.nav.freespace import FreeSpace, analyse_free_space
 
 if TYPE_CHECKING:
@@ -137,9 +137,7 @@ class NavConfig:
 
     def __post_init__(self) -> None:
         def check(name: str, low: float, high: float) -> None:
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise EdgesegError(f"NavConfig.{name}={value!r} is outside [{low}, {high}]")
+            check_field_range(self, name, low, high)
 
         check("horizon", 0.0, 0.95)
         check("car_width", 0.0, 0.9)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from edgeseg.data.world import Camera, Pose, World, step_pose, top_down
-from edgeseg.errors import EdgesegError, SpecError
+from edgeseg.errors import EdgesegError, SpecError, check_field_range
 from edgeseg.nav.navigator import NAV_MODES, NavConfig, Navigator
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         def check(name: str, low: float, high: float) -> None:
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise EdgesegError(f"SimConfig.{name}={value!r} is outside [{low}, {high}]")
+            check_field_range(self, name, low, high)
 
         check("episodes", 1, 100_000)
         check("max_seconds", 0.1, 86_400.0)
