@@ -1,60 +1,60 @@
-"""`edgeseg demo`: the main job on the built-in synthetic world, with no download and no hardware.
+"""`edgeseg demo`: the whole path on the built-in synthetic world, with no download and no hardware.
 
-Stages run in order and each is skipped when its output already exists (unless --fresh), so
-re-running the demo reuses what is built.
+Trains the navigation model, exports, calibrates and builds the INT8 engine, verifies parity,
+measures latency, drives the simulator in safe and adventurous modes, records a synthetic drive
+and writes OUT/report.html. Each stage prints the `edgeseg` command that does it by hand; re-running
+reuses every stage that is up to date (--fresh starts over). See edgeseg/demo.py.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
+import argparse
+import sys
 
 from edgeseg.cli import common
 
-HELP = "train and evaluate the RC-car navigation model on the built-in synthetic world"
-
-DEMO_MODEL = "deeplabv3plus_mobilenetv2"
-DEMO_DATA = "synthetic://?seed=0&n=2000"
+HELP = "the whole path on the built-in synthetic world: train, export, INT8, verify, bench, simulate, stream, report"
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="demo", help="output folder (default: demo)")
-    parser.add_argument("--time-budget", type=common.duration, default=11 * 60.0,
-                        help="training time budget (default 11m: the whole demo fits in 15 minutes on 2 cores)")
-    parser.add_argument("--size", type=common.size, default=(256, 256), help="model input HxW (default 256x256)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edgeseg.demo import DEMO_DATA, DemoConfig
+
+    defaults = DemoConfig()
+    parser.add_argument("--out", default=str(defaults.out), help=f"output folder (default: {defaults.out})")
+    parser.add_argument("--time-budget", type=common.duration, default=defaults.time_budget_s,
+                        help=f"training time budget (default {defaults.time_budget_s / 60:g}m: the whole demo "
+                             "fits in 20 minutes on 2 cores)")
+    parser.add_argument("--size", type=common.size, default=defaults.size, help="model input HxW (default 256x256)")
     parser.add_argument("--data", default=DEMO_DATA, help=f"training data (default {DEMO_DATA})")
+    parser.add_argument("--eval-frames", type=common.positive_int, default=defaults.eval_frames, metavar="N",
+                        help=f"held-out frames for the float-vs-INT8 check (default {defaults.eval_frames})")
+    parser.add_argument("--episodes", type=common.positive_int, default=defaults.episodes, metavar="N",
+                        help=f"simulator episodes per mode (default {defaults.episodes})")
+    parser.add_argument("--sim-seconds", type=common.positive_float, default=defaults.sim_seconds, metavar="S",
+                        help=f"simulated seconds per episode (default {defaults.sim_seconds:g})")
+    parser.add_argument("--stream-frames", type=common.positive_int, default=defaults.stream_frames, metavar="N",
+                        help=f"frames of the recorded drive (default {defaults.stream_frames})")
+    parser.add_argument("--bench-runs", type=common.positive_int, default=defaults.bench_runs, metavar="N",
+                        help=f"timed runs per model in the latency table (default {defaults.bench_runs})")
     parser.add_argument("--fresh", action="store_true", help="delete the output folder and start over")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars on stderr (default: when stderr is a terminal)")
 
 
-def run(args) -> int:
-    from edgeseg.train.evaluate import evaluate
-    from edgeseg.train.fit import MODEL_FILENAME, SUMMARY_FILENAME, TrainConfig, train
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.demo import DemoConfig, DemoPaths, run_demo
+    from edgeseg.report import summary_table
 
-    out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    run_dir = out / "model"
-    started = time.monotonic()
-
-    if (run_dir / SUMMARY_FILENAME).exists():
-        print(f"[1/2] train: reusing {run_dir / MODEL_FILENAME} (pass --fresh to retrain)")
-    else:
-        print(f"[1/2] train: {DEMO_MODEL} on {args.data} at {args.size[0]}x{args.size[1]}, "
-              f"budget {args.time_budget / 60:.0f} min")
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an interrupted demo run: start its training again
-        config = TrainConfig(
-            model=DEMO_MODEL, data=args.data, out=str(run_dir), size=args.size, epochs=100, batch=8,
-            learning_rate=2e-3, steps_per_epoch=100, time_budget_s=args.time_budget, patience=100,
-        )
-        result = train(config)
-        print(f"      {result.epochs_run} epochs in {result.seconds:.0f} s, best {result.monitor} "
-              f"{result.best_metric:.3f}")
-
-    print("[2/2] evaluate: held-out synthetic test frames (other seeds than training)")
-    report = evaluate(run_dir, args.data, subset="test", out_dir=out / "eval", json_path=out / "eval.json")
-    print(report.table)
-    print(f"done in {time.monotonic() - started:.0f} s; results in {out}/ "
-          f"(model/curves.png, model/samples.png, eval/*.png, eval.json)")
+    config = DemoConfig(
+        out=args.out, data=args.data, size=args.size, time_budget_s=args.time_budget,
+        eval_frames=args.eval_frames, episodes=args.episodes, sim_seconds=args.sim_seconds,
+        stream_frames=args.stream_frames, bench_runs=args.bench_runs, fresh=args.fresh,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+    summary = run_demo(config, log=lambda line: print(line, flush=True))
+    paths = DemoPaths(config.out)
+    print(f"\nedgeseg demo: done in {summary.seconds / 60:.1f} min"
+          + (f" (reused: {', '.join(summary.reused)})" if summary.reused else ""))
+    print(summary_table(summary.records))
+    print(f"\nopen {paths.report} for the pictures; the drive is {paths.drive}")
     return 0
