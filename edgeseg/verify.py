@@ -239,6 +239,7 @@ def verify(
     json_path: str | Path | None = None,
     pictures: int = 4,
     progress: bool = True,
+    spec: ModelSpec | None = None,
 ) -> ParityReport:
     """Run the float model and the engine on the same frames and compare them in task metrics.
 
@@ -253,6 +254,7 @@ def verify(
             writes none when there is no `json_path` either.
         json_path: write the report as JSON here.
         pictures: how many of the most-disagreeing frames to draw.
+        spec: the spec of a float model that carries none (a third-party .h5 or SavedModel).
 
     Raises:
         SpecError: the two models differ in classes or input size.
@@ -267,7 +269,7 @@ def verify(
             f"max_frames={max_frames}, pictures={pictures}"
         )
     start = time.perf_counter()
-    with Segmenter.open(float_path) as float_seg, Segmenter.open(engine_path) as engine_seg:
+    with Segmenter.open(float_path, spec=spec) as float_seg, Segmenter.open(engine_path) as engine_seg:
         spec = float_seg.spec
         check_specs_match(spec, engine_seg.spec, str(float_path), str(engine_path))
         dataset = open_dataset(data, subset=subset, split=split, size=spec.input_size)

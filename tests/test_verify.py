@@ -265,3 +265,22 @@ def test_cli_bad_gate_value_fails_before_running(models, cli_main, capsys):
     code = cli_main(["verify", str(models["float"]), "missing.engine", "--data", DATA, "--min-agreement", "99"])
     assert code == 1
     assert "--min-agreement is a fraction" in capsys.readouterr().err
+
+
+def test_cli_spec_flag_for_a_float_model_without_one(models, tmp_path, cli_main, capsys):
+    import onnx
+
+    from edgeseg.onnxmeta import read_spec_from_onnx_file
+
+    spec = read_spec_from_onnx_file(models["float"])
+    model = onnx.load(str(models["float"]))
+    del model.metadata_props[:]
+    bare = tmp_path / "third_party.onnx"
+    onnx.save(model, str(bare))
+    spec.save(tmp_path / "spec.json")
+    args = ["verify", str(bare), str(models["same"]), "--data", DATA, "--max-frames", "2", "--pictures", "0",
+            "--no-progress", "--json", str(tmp_path / "r.json")]
+    assert cli_main(args) == 1
+    assert "--spec" in capsys.readouterr().err
+    assert cli_main(args + ["--spec", str(tmp_path / "spec.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["agreement"] == 1.0

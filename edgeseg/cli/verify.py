@@ -20,6 +20,8 @@ DEFAULT_OUT = "verify"
 def add_arguments(parser) -> None:
     parser.add_argument("float_model", metavar="FLOAT", help="the reference: run folder, .keras or float .onnx")
     parser.add_argument("engine", metavar="ENGINE", help="the deployed model: INT8/FP16 .onnx or .engine")
+    parser.add_argument("--spec", metavar="FILE",
+                        help="spec JSON for a float model that carries none (a .h5 or SavedModel edgeseg did not train)")
     parser.add_argument("--data", required=True, help="dataset spec with masks, e.g. synthetic:// or voc:DIR")
     parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="val")
     parser.add_argument("--split", type=common.split, default=(0.8, 0.1, 0.1),
@@ -37,6 +39,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from edgeseg.spec import ModelSpec
     from edgeseg.verify import check_gate_values, check_gates, verify
 
     check_gate_values(args.max_miou_drop, args.min_agreement)  # fail before any model runs
@@ -53,6 +56,7 @@ def run(args) -> int:
         json_path=args.json,
         pictures=args.pictures,
         progress=not args.no_progress,
+        spec=ModelSpec.load(args.spec) if args.spec else None,
     )
     print(report.table())
     if report.pictures:
