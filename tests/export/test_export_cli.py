@@ -93,6 +93,41 @@ def test_spec_file_flag(h5_path, tmp_path, capsys):
     assert f"spec file {spec_file}" in capsys.readouterr().out
 
 
+def test_third_party_h5_with_its_own_preprocessing_flags(tmp_path, capsys):
+    # A Keras .h5 that expects ImageNet-normalised input and ends in a softmax, as Keras saves it.
+    keras.utils.set_random_seed(1)
+    image = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    model = keras.Model(image, keras.layers.Conv2D(3, 1, activation="softmax")(x))
+    path = tmp_path / "third_party.h5"
+    model.save(path)
+    out = tmp_path / "m.onnx"
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    code = cli.main(["export", str(path), "-o", str(out), "--classes", "floor,wall,sky", "--traversable", "floor",
+                     "--scale", str(1 / 255), "--mean", ",".join(map(str, mean)), "--std", ",".join(map(str, std)),
+                     "--output", "probabilities"])
+
+    assert code == 0, capsys.readouterr().err
+    spec = read_spec_from_onnx_file(out)
+    assert spec.class_names == ("floor", "wall", "sky") and spec.traversable == ("floor",)
+    assert spec.output == "probabilities" and spec.input_size == (SIZE, SIZE)
+    assert spec.scale == pytest.approx(1 / 255) and spec.mean == mean and spec.std == std
+    # The ONNX model fed by edgeseg's preprocessing (from the embedded spec) equals the Keras model
+    # fed by the third party's own preprocessing, written here without edgeseg.
+    import onnxruntime as ort
+
+    from edgeseg.runtime.preprocess import preprocess
+
+    frame = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    own = ((frame[None].astype(np.float32) / 255 - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: preprocess(frame, spec)})[0]
+    np.testing.assert_allclose(onnx_out, model(own).numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "make_argv, message",
     [
