@@ -1,18 +1,26 @@
-"""INT8 on the CPU: ONNX Runtime FP32 against the QDQ and QOperator INT8 layouts (and TFLite).
+"""INT8 on the CPU: Keras and ONNX Runtime FP32 against edgeseg's INT8 CPU engine (and TFLite INT8).
 
     .venv/bin/python benchmarks/int8_cpu.py [--models deeplabv3plus_mobilenetv2 deeplabv3_resnet50]
-        [--size 256] [--threads 2] [--runs 50] [--frames 32] [--tflite] [--keep DIR]
+        [--size 256] [--threads 2] [--runs 50] [--frames 32] [--tflite] [--no-spinning] [--keep DIR]
 
 For each model (random weights: this measures speed, not accuracy) it exports the Keras model
-with `edgeseg.export`, calibrates once with `edgeseg.calib.calibrate` on synthetic-world frames
-(the same ranges feed every INT8 variant), and times batch-1 inference with `--threads`
-intra-op threads: FP32, INT8 QDQ and INT8 QOperator, each with the head (class convolution +
-final resize) quantized and kept in float. `--tflite` adds TFLite INT8 of the same Keras model
-(full-integer post-training quantization, float input/output, XNNPACK). All sessions are warmed
-up, then run interleaved in blocks of 10 runs of each in turn (`--runs` per variant), so background load hits
-every variant alike; the table gives the median and the 10th/90th percentiles. On a shared
-machine those move with the background load, so `kernel_ms_1t` adds a load-robust number: the
-sum over nodes of each node's fastest kernel time in ONNX Runtime's profiler, one thread.
+with `edgeseg.export`, calibrates with `edgeseg.calib.calibrate` (target cpu, format auto: the
+model `edgeseg calibrate --target cpu` writes) on synthetic-world frames and builds the CPU
+engine from it with `edgeseg.engine.ort_build.optimize_for_cpu` (what `edgeseg build-engine`
+writes for ONNX Runtime). The other INT8 format (QDQ or QOperator, from the same ranges) is
+timed too, for reference. Batch-1 inference, `--threads` threads for every runtime: Keras FP32
+(`model(x, training=False)` in a `tf.function`, TensorFlow's intra-op pool), ONNX Runtime FP32,
+the INT8 models, and with `--tflite` TFLite INT8 of the same Keras model (full-integer
+post-training quantization, float input/output, XNNPACK). Every ONNX Runtime session has the
+same options: threads, the default optimisation level, and spin-waiting threads unless
+`--no-spinning` (on a loaded machine spinning pools lose their turn and inflate every ONNX
+Runtime time 2-4x, TFLite's far less). All variants are warmed up, then run interleaved in
+blocks of 10 runs of each in turn (`--runs` per variant), so background load hits every variant
+alike; the table gives the median, the 10th/90th percentiles, the speed-up over ONNX Runtime
+FP32 and the time as a fraction of TFLite INT8's, both from medians of the same run. On a
+shared machine the times move with the background load, so `kernel_ms_1t` adds a load-robust
+number for the ONNX models: the sum over nodes of each node's fastest kernel time in ONNX
+Runtime's profiler, one thread.
 
 Prints a table and writes benchmarks/results/int8_cpu.json.
 """
@@ -80,11 +88,25 @@ def tflite_runner(keras_model, frames: list[np.ndarray], spec: ModelSpec, thread
     return run, seconds
 
 
-def ort_runner(path: Path, threads: int):
+def keras_runner(keras_model):
+    """Keras FP32: the model called in inference mode inside a tf.function (one graph, no retracing)."""
+    import tensorflow as tf
+
+    infer = tf.function(lambda x: keras_model(x, training=False))
+
+    def run(batch: np.ndarray) -> None:
+        infer(tf.constant(batch)).numpy()
+
+    return run
+
+
+def ort_runner(path: Path, threads: int, spinning: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})
@@ -142,24 +164,25 @@ def time_interleaved(runners: dict, batch: np.ndarray, runs: int, warmup: int = 
 
 
 def bench_model(name: str, args, folder: Path) -> list[dict]:
+    from edgeseg.engine.ort_build import optimize_for_cpu
+
     print(f"--- {name} {args.size}x{args.size}: export")
     onnx_path, keras_model, spec = build_and_export(name, args.size, folder)
     dataset = SyntheticDataset(seed=0, n=args.frames, height=args.size, width=args.size)
     source = DatasetImages(dataset)
-    variants: dict[str, Path] = {}
-    calib_seconds = {}
-    for fmt in ("qdq", "qoperator"):
-        for float_head in (False, True):
-            key = f"int8 {fmt}" + (" float-head" if float_head else "")
-            out = folder / f"{name}.{fmt}{'.fh' if float_head else ''}.onnx"
-            print(f"--- {name}: calibrate {key}")
-            report = calibrate(onnx_path, source, target="cpu", num_frames=args.frames, output=out, fmt=fmt,
-                               float_head=float_head, method=args.method, progress=False,
-                               warn=lambda message: None)
-            calib_seconds[key] = round(report.seconds, 1)
-            variants[key] = report.output
-    runners = {"fp32": ort_runner(onnx_path, args.threads)}
-    runners.update({key: ort_runner(path, args.threads) for key, path in variants.items()})
+    print(f"--- {name}: calibrate (target cpu, format auto) and build the CPU engine")
+    report = calibrate(onnx_path, source, target="cpu", num_frames=args.frames, output=folder / f"{name}.int8.onnx",
+                       method=args.method, progress=False, warn=lambda message: None)
+    engine = folder / f"{name}.cpu.onnx"
+    optimize_for_cpu(report.output, engine)
+    edgeseg_key = f"edgeseg int8 ({report.format})"
+    other = "qoperator" if report.format == "qdq" else "qdq"
+    other_report = calibrate(onnx_path, source, target="cpu", num_frames=args.frames, fmt=other,
+                             output=folder / f"{name}.int8.{other}.onnx", method=args.method, progress=False,
+                             warn=lambda message: None)
+    paths = {"ort fp32": onnx_path, edgeseg_key: engine, f"int8 {other}": other_report.output}
+    runners = {"keras fp32": keras_runner(keras_model)}
+    runners.update({key: ort_runner(path, args.threads, not args.no_spinning) for key, path in paths.items()})
     tflite_seconds = None
     if args.tflite:
         print(f"--- {name}: TFLite INT8 conversion")
@@ -168,19 +191,19 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
     batch = preprocess(dataset.load(0)[0], spec)
     print(f"--- {name}: timing {len(runners)} variants x {args.runs} runs in interleaved blocks, {args.threads} threads")
     times = time_interleaved(runners, batch, args.runs)
-    fp32 = statistics.median(times["fp32"])
-    paths = {"fp32": onnx_path, **variants}
+    medians = {key: statistics.median(values) for key, values in times.items()}
     kernels = {key: kernel_ms(path, batch) for key, path in paths.items()}
+    seconds = {edgeseg_key: report.seconds, f"int8 {other}": other_report.seconds, "tflite int8": tflite_seconds}
     rows = []
     for key, values in times.items():
-        median = statistics.median(values)
         rows.append({
-            "model": name, "variant": key, "ms_median": round(median, 2),
+            "model": name, "variant": key, "ms_median": round(medians[key], 2),
             "ms_p10": round(percentile(values, 10), 2), "ms_p90": round(percentile(values, 90), 2),
-            "speedup_vs_fp32": round(fp32 / median, 2),
+            "speedup_vs_ort_fp32": round(medians["ort fp32"] / medians[key], 2),
+            "vs_tflite_int8": round(medians[key] / medians["tflite int8"], 2) if "tflite int8" in medians else None,
             "kernel_ms_1t": round(kernels[key], 2) if key in kernels else None,
-            "kernel_speedup": round(kernels["fp32"] / kernels[key], 2) if key in kernels else None,
-            "calibrate_s": calib_seconds.get(key, tflite_seconds if key == "tflite int8" else None),
+            "kernel_speedup": round(kernels["ort fp32"] / kernels[key], 2) if key in kernels else None,
+            "calibrate_s": round(seconds[key], 1) if seconds.get(key) is not None else None,
         })
     return rows
 
@@ -195,10 +218,16 @@ def main() -> None:
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
     parser.add_argument("--tflite", action="store_true", help="also time TFLite INT8 of the same Keras model")
     parser.add_argument("--keep", type=Path, help="keep the ONNX models in this folder")
+    parser.add_argument("--no-spinning", action="store_true",
+                        help="every ONNX Runtime session without spin-waiting threads (fairer on a loaded machine)")
     args = parser.parse_args()
 
     import onnxruntime
+    import tensorflow as tf
 
+    # before TensorFlow starts its pools: Keras gets the same thread budget as the other runtimes
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="int8_cpu.") as tmp:
         folder = args.keep or Path(tmp)
@@ -206,13 +235,14 @@ def main() -> None:
         for name in args.models:
             rows += bench_model(name, args, folder)
     print()
-    print_table(rows, ["model", "variant", "ms_median", "ms_p10", "ms_p90", "speedup_vs_fp32", "kernel_ms_1t",
-                       "kernel_speedup", "calibrate_s"])
+    print_table(rows, ["model", "variant", "ms_median", "ms_p10", "ms_p90", "speedup_vs_ort_fp32", "vs_tflite_int8",
+                       "kernel_ms_1t", "kernel_speedup", "calibrate_s"])
     write_json("int8_cpu", {
         "settings": {"size": args.size, "batch": 1, "threads": args.threads, "runs": args.runs,
                      "calibration_frames": args.frames, "method": args.method,
                      "onnxruntime": onnxruntime.__version__, "vnni": cpu_has_vnni(),
-                     "reduce_range": default_reduce_range(), "weights": "random (speed only)"},
+                     "reduce_range": default_reduce_range(), "weights": "random (speed only)",
+                     "tensorflow": tf.__version__, "ort_spinning": not args.no_spinning},
         "results": rows,
     })
 

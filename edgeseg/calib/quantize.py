@@ -11,16 +11,17 @@ model, the TensorRT model and the legacy TensorRT cache all come from the same n
 The two layouts:
 
 * `cpu`: uint8 activations (asymmetric), int8 per-channel symmetric weights (zero point 0,
-  which selects MLAS's symmetric-weight convolution kernels), every op ONNX Runtime can
-  quantize, the head too unless `float_head` (a float class convolution and final resize cost
-  about a fifth of the INT8 latency of MobileNetV2-DeepLabV3+; the mIoU budget search can move
-  them back). ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC QLinearConv
-  kernels; they differ around them (here QOperator's uint8 Resize took 4 ms where QDQ's took
-  1.2), and which one wins depends on the model, the CPU and the ONNX Runtime version
-  (ARCHITECTURE.md once measured QOperator faster; on this machine QDQ wins, see
-  benchmarks/int8_cpu.py). So `--format auto` builds both and keeps the faster by a short
-  interleaved timing (a second or two); `qdq` / `qoperator` force one. `reduce_range` (7-bit
-  weights) is on only for x86 CPUs without VNNI, where 8-bit products can saturate.
+  which selects MLAS's symmetric-weight convolution kernels: asymmetric weights, uint8 weights
+  or int8 activations run 1.1x-2x slower here), every op ONNX Runtime can quantize except the
+  tail after the class convolution (the final resize, see `tail_nodes`), Concat inputs sharing
+  their output's range (see `shared_concat_ranges`), and the class convolution too unless
+  `float_head`. ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC
+  QLinearConv kernels; they differ around them (QOperator's uint8 Resize took 1.1 ms where
+  QDQ's float one took 0.25), and which one wins depends on the model, the CPU and the ONNX
+  Runtime version (ARCHITECTURE.md once measured QOperator faster; on this machine QDQ wins,
+  see benchmarks/int8_cpu.py). So `--format auto` builds both and keeps the faster by a short
+  timing (a second or two); `qdq` / `qoperator` force one. `reduce_range` (7-bit weights) is
+  on only for x86 CPUs without VNNI, where 8-bit products can saturate.
 * `tensorrt`: symmetric int8 Q/DQ (all zero points 0), per-channel weights, only Conv,
   ConvTranspose, residual Add and pooling quantized, Q/DQ on their inputs only (the placement
   TensorRT fuses best), the head (last weighted layer and the final resize) kept in float.
@@ -38,10 +39,9 @@ import io
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -85,6 +85,8 @@ _CALIBRATOR_OPTIONS: dict[str, dict[str, Any]] = {
 
 TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Add", "AveragePool", "MaxPool", "GlobalAveragePool")
 WEIGHTED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# ops whose quantized output reuses their input's scale and zero point in ONNX Runtime's quantizer
+RANGE_PRESERVING_OP_TYPES = ("Resize", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "MaxPool")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class QuantLayout:
         inputs_only: put Q/DQ only on the inputs of quantized ops, never on their outputs.
         reduce_range: 7-bit weights (x86 without VNNI).
         per_channel: per-output-channel weight scales.
+        shared_concat_ranges: give a Concat's inputs the range of its output, so its INT8
+            kernel is a plain copy instead of a per-byte requantisation.
     """
 
     target: str
@@ -110,12 +114,10 @@ class QuantLayout:
     inputs_only: bool = False
     reduce_range: bool = False
     per_channel: bool = True
+    shared_concat_ranges: bool = False
 
     def with_format(self, quant_format: str) -> "QuantLayout":
-        return QuantLayout(
-            self.target, quant_format, self.activation_type, self.activation_symmetric, self.op_types,
-            self.inputs_only, self.reduce_range, self.per_channel,
-        )
+        return replace(self, quant_format=quant_format)
 
     def describe(self) -> str:
         activations = f"{'symmetric' if self.activation_symmetric else 'asymmetric'} {self.activation_type}"
@@ -151,6 +153,7 @@ def cpu_layout(quant_format: str, reduce_range: bool | None = None) -> QuantLayo
         activation_symmetric=False,
         op_types=None,
         reduce_range=default_reduce_range() if reduce_range is None else reduce_range,
+        shared_concat_ranges=True,
     )
 
 
@@ -278,16 +281,15 @@ def compute_ranges(
     return ranges
 
 
-def _ort_tensors_data(ranges: CalibrationRanges) -> Any:
+def _ort_tensors_data(method: str, tensors: dict[str, tuple[float, float]]) -> Any:
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
-    method = CalibrationMethod[_ORT_METHODS[ranges.method]]
     return TensorsData(
-        method,
+        CalibrationMethod[_ORT_METHODS[method]],
         {
             name: TensorData(lowest=np.array(low, dtype=np.float32), highest=np.array(high, dtype=np.float32))
-            for name, (low, high) in ranges.tensors.items()
+            for name, (low, high) in tensors.items()
         },
     )
 
@@ -335,6 +337,68 @@ def head_nodes(model: Any) -> list[str]:
     return names
 
 
+def tail_nodes(model: Any) -> list[str]:
+    """The head minus its weighted layers: the final resize (and transpose) after the class conv.
+
+    The CPU target keeps them in float. ONNX Runtime 1.31 does not run a linear Resize on
+    uint8 in Q/DQ models (it keeps DequantizeLinear -> float Resize -> QuantizeLinear), so
+    quantizing the tail only adds a quantize/dequantize pair over the full-resolution logits
+    (0.3 ms of 7 on MobileNetV2-DeepLabV3+, 21 classes); QOperator's uint8 Resize is slower
+    still (3.3 ms against 1.0 in float). Float logits are also the more accurate ones.
+    """
+    weighted = {node.name for node in model.graph.node if node.op_type in WEIGHTED_OP_TYPES}
+    return [name for name in head_nodes(model) if name not in weighted]
+
+
+def shared_concat_ranges(
+    model: Any, tensors: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """Ranges where every Concat's inputs share its output's range (the union of them all).
+
+    ONNX Runtime's QLinearConcat copies an input whose scale and zero point equal the output's
+    and requantises any other byte by byte through a lookup table (0.18 ms against 0.05 for
+    the two concats of MobileNetV2-DeepLabV3+). TFLite's INT8 spec requires the same of
+    Concatenation. The shared range reaches back through ops that keep their input's range
+    (Resize, Transpose, Reshape, ...), so those stay free of requantisation too. Ranges are
+    only widened, and never where that would undo an activation: ONNX Runtime drops a Relu or
+    Clip after a quantized op and lets the output range do the clipping, so a Relu output
+    must keep a range that starts at 0 or above and a Clip output its own range. A Concat
+    where the union would break that (a ConvTranspose output with negative values beside a
+    Relu skip connection, as in a U-Net) keeps its separate ranges.
+    """
+    producers = {output: node for node in model.graph.node for output in node.output}
+    shared = dict(tensors)
+    for node in model.graph.node:
+        if node.op_type != "Concat":
+            continue
+        names = [node.output[0]]
+        for name in node.input:
+            names.append(name)
+            producer = producers.get(name)
+            while producer is not None and producer.op_type in RANGE_PRESERVING_OP_TYPES:
+                names.append(producer.input[0])
+                producer = producers.get(producer.input[0])
+        names = [name for name in names if name in shared]
+        if len(names) < 2:
+            continue
+        union = (min(shared[name][0] for name in names), max(shared[name][1] for name in names))
+        if all(_may_widen(producers.get(name), shared[name], union) for name in names):
+            for name in names:
+                shared[name] = union
+    return shared
+
+
+def _may_widen(producer: Any, own: tuple[float, float], union: tuple[float, float]) -> bool:
+    """Whether a tensor's range may grow to `union` without undoing the activation that made it."""
+    if producer is None:
+        return True
+    if producer.op_type == "Relu":
+        return union[0] >= 0.0
+    if producer.op_type == "Clip":
+        return union == own
+    return True
+
+
 def constant_input_nodes(model: Any, op_types: Sequence[str] = ("Add", "Mul")) -> list[str]:
     """Add/Mul nodes with a constant operand (input normalisation, bias adds), not residuals."""
     constants = {init.name for init in model.graph.initializer}
@@ -373,9 +437,14 @@ def quantize_layout(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    cache = work_dir / f"ort-ranges-{ranges.key[:16]}.json"
+    tensors = ranges.tensors
+    if layout.shared_concat_ranges:
+        import onnx
+
+        tensors = shared_concat_ranges(onnx.load(str(prepared_model), load_external_data=False), tensors)
+    cache = work_dir / f"ort-ranges-{ranges.key[:16]}{'-concat' if layout.shared_concat_ranges else ''}.json"
     if not cache.exists():
-        save_tensors_data(_ort_tensors_data(ranges), cache)
+        save_tensors_data(_ort_tensors_data(ranges.method, tensors), cache)
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     extra: dict[str, Any] = {
         "ActivationSymmetric": layout.activation_symmetric,
@@ -433,20 +502,32 @@ def _session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def measure_latency(paths: dict[str, Path], batch: np.ndarray, runs: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Median latency in ms of each model on `batch`, runs interleaved so load affects all alike."""
+def measure_latency(
+    paths: dict[str, Path], batch: np.ndarray, rounds: int = 3, block: int = 5, warmup: int = 2
+) -> dict[str, float]:
+    """Latency in ms of each model on `batch`: its fastest run, timed in interleaved blocks.
+
+    Blocks, not alternate runs: each session's thread pool keeps spinning a while after a
+    run, so alternating sessions run by run makes them fight over the cores (on this 2-core
+    machine that inflated every time 4-5x). The first run of a block pays for the switch and
+    is not counted. The fastest run, not the median: background load only ever adds time, and
+    on a busy machine the medians of two models 10% apart swapped places (the choice of
+    format picked the slower one).
+    """
     sessions = {key: _session(path) for key, path in paths.items()}
     names = {key: session.get_inputs()[0].name for key, session in sessions.items()}
     for key, session in sessions.items():
         for _ in range(warmup):
             session.run(None, {names[key]: batch})
     times: dict[str, list[float]] = {key: [] for key in sessions}
-    for _ in range(runs):
+    for _ in range(rounds):
         for key, session in sessions.items():
-            start = time.perf_counter()
             session.run(None, {names[key]: batch})
-            times[key].append((time.perf_counter() - start) * 1000)
-    return {key: statistics.median(values) for key, values in times.items()}
+            for _ in range(block):
+                start = time.perf_counter()
+                session.run(None, {names[key]: batch})
+                times[key].append((time.perf_counter() - start) * 1000)
+    return {key: min(values) for key, values in times.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +549,7 @@ class CalibrationReport:
         ranges_reused: the ranges came from an earlier run's JSON.
         excluded_nodes: every node kept in float (head, constant adds, sensitivity).
         sensitive_nodes: the nodes the mIoU budget moved back to float, in order.
-        latency_ms: measured latency per format when the format was chosen by timing.
+        latency_ms: fastest measured run per format when the format was chosen by timing.
         float_miou, int8_miou: mean IoU (0..1) when --max-miou-drop evaluated them.
         max_miou_drop: the budget in percentage points, if one was given.
         seconds: wall time.
@@ -640,6 +721,8 @@ def calibrate(
         ranges, reused = _ranges(model_path, prepared, ranges_path, frames, spec, model_in, method, work_dir, progress)
 
         always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
+        if target == "cpu":
+            always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
         if target == "tensorrt":
             always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
 

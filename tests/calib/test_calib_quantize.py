@@ -56,14 +56,22 @@ def test_cpu_target_is_quantized_keeps_the_spec_and_agrees_with_float(
                              float_head=float_head)
     assert report.output == model_copy.with_name("model.int8.onnx") and report.output.is_file()
     assert report.format == fmt and report.trt_cache is None
-    ops = Counter(node.op_type for node in onnx.load(str(report.output)).graph.node)
+    model = onnx.load(str(report.output))
+    ops = Counter(node.op_type for node in model.graph.node)
     if fmt == "qoperator":
         assert ops["QLinearConv"] == (2 if float_head else 3)  # a float head keeps the class conv float
         assert ops["Conv"] == (1 if float_head else 0)
-        assert len(report.excluded_nodes) == (3 if float_head else 0)
+        assert len(report.excluded_nodes) == (3 if float_head else 2)
     else:
         assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
-        assert ops["Conv"] == 3 and not report.excluded_nodes
+        assert ops["Conv"] == 3 and len(report.excluded_nodes) == 2
+    # the tail after the class conv (final resize, output transpose) always stays float: no
+    # quantize/dequantize pair over the full-resolution logits
+    by_name = {node.name: node for node in model.graph.node}
+    assert {by_name[name].op_type for name in report.excluded_nodes} >= {"Resize", "Transpose"}
+    producer = {o: node for node in model.graph.node for o in node.output}[model.graph.output[0].name]
+    assert producer.op_type == "Transpose"
+    assert ops["Resize"] == 1 and ops.get("QLinearResize", 0) == 0
     assert read_spec_from_onnx_file(report.output) == tiny_model.spec
 
     images, _ = scenes(16, seed=9)  # unseen scenes
@@ -248,3 +256,93 @@ def test_fixed_batch_larger_than_the_frames_is_a_clear_error(tmp_path, scenes, w
     write_pictures(folder, scenes(5, seed=4)[0])  # 5 files (overwriting 2): one whole batch of 4
     report = quiet_calibrate(path, ImageFolder(folder), num_frames=10, fmt="qdq")
     assert report.frames == 4
+
+
+def test_cpu_concat_inputs_share_the_output_range(tmp_path, scenes, write_pictures):
+    """Two branches with very different ranges meet in a Concat: the CPU layout gives both the
+    concat's range (so ONNX Runtime copies instead of requantising), the stored ranges keep theirs."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(0, 0.01, (4, 3, 3, 3)).astype(np.float32)
+    wide = rng.normal(0, 1.0, (4, 3, 3, 3)).astype(np.float32)
+    classes = rng.normal(0, 0.3, (3, 8, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+         helper.make_node("Conv", ["nchw", "narrow_w"], ["narrow_conv"], pads=[1, 1, 1, 1], name="narrow_conv"),
+         helper.make_node("Relu", ["narrow_conv"], ["narrow"], name="narrow_relu"),
+         helper.make_node("Conv", ["nchw", "wide_w"], ["wide_conv"], pads=[1, 1, 1, 1], name="wide_conv"),
+         helper.make_node("Relu", ["wide_conv"], ["wide_relu"], name="wide_relu"),
+         helper.make_node("Reshape", ["wide_relu", "shape"], ["wide"], name="wide_reshape"),
+         helper.make_node("Concat", ["narrow", "wide"], ["both"], axis=1, name="concat"),
+         helper.make_node("Conv", ["both", "classes_w"], ["scores"], name="classes")],
+        "branches",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [numpy_helper.from_array(narrow, "narrow_w"), numpy_helper.from_array(wide, "wide_w"),
+         numpy_helper.from_array(classes, "classes_w"),
+         numpy_helper.from_array(np.array([1, 4, 16, 16], np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    spec = ModelSpec(class_names=("a", "b", "c"), input_height=16, input_width=16)
+    path = tmp_path / "branches.onnx"
+    onnx.save(write_spec_metadata(model, spec), str(path))
+    folder = tmp_path / "frames"
+    write_pictures(folder, scenes(8, seed=5, size=16)[0])
+
+    report = quiet_calibrate(path, ImageFolder(folder), num_frames=8, fmt="qdq", method="minmax")
+    stored = CalibrationRanges.load(report.ranges_path).tensors
+    assert stored["wide"][1] > 10 * stored["narrow"][1]  # the stored ranges stay each tensor's own
+
+    quantized = onnx.load(str(report.output))
+    values = initializers(quantized)
+    producers = {o: node for node in quantized.graph.node for o in node.output}
+    concat = next(node for node in quantized.graph.node if node.op_type == "Concat")
+    input_scales = [values[producers[name].input[1]] for name in concat.input]
+    output_q = next(node for node in quantized.graph.node if node.op_type == "QuantizeLinear" and node.input[0] == "both")
+    assert len(input_scales) == 2 and all(scale == values[output_q.input[1]] for scale in input_scales)
+
+    # the same ranges without sharing keep the narrow branch's finer scale
+    from edgeseg.calib.quantize import cpu_layout, quantize_layout
+    from dataclasses import replace
+
+    unshared = quantize_layout(path, CalibrationRanges.load(report.ranges_path),
+                               replace(cpu_layout("qdq"), shared_concat_ranges=False), tmp_path / "unshared.onnx",
+                               [], tmp_path)
+    unshared_model = onnx.load(str(unshared))
+    unshared_values = initializers(unshared_model)
+    producers = {o: node for node in unshared_model.graph.node for o in node.output}
+    concat = next(node for node in unshared_model.graph.node if node.op_type == "Concat")
+    narrow_scale, wide_scale = (unshared_values[producers[name].input[1]] for name in concat.input)
+    assert narrow_scale < wide_scale / 10
+
+    images, _ = scenes(4, seed=6, size=16)
+    batch = preprocess(list(images), spec)
+    float_scores = np.concatenate([run(path, frame[None]) for frame in batch])
+    int8_scores = np.concatenate([run(report.output, frame[None]) for frame in batch])
+    assert np.corrcoef(float_scores.ravel(), int8_scores.ravel())[0, 1] > 0.98
+
+
+def test_shared_concat_ranges_never_undo_an_activation():
+    """ONNX Runtime drops a Relu/Clip after a quantized op and clips through the output range, so
+    a union reaching below 0 (a ConvTranspose beside a Relu skip, as in a U-Net) is not shared."""
+    from onnx import helper
+
+    from edgeseg.calib.quantize import shared_concat_ranges
+
+    def graph(first_op: str) -> onnx.ModelProto:
+        nodes = [helper.make_node(first_op, ["x"], ["a"]), helper.make_node("Relu", ["y"], ["b"]),
+                 helper.make_node("Resize", ["b", "", "scales"], ["b_up"]),
+                 helper.make_node("Concat", ["a", "b_up"], ["both"], axis=1)]
+        return helper.make_model(helper.make_graph(nodes, "g", [], []))
+
+    ranges = {"x": (-3.0, 2.0), "y": (-1.0, 1.0), "b": (0.0, 6.0), "b_up": (0.0, 6.0), "both": (-3.0, 6.0)}
+    negative = dict(ranges, a=(-3.0, 2.0))
+    assert shared_concat_ranges(graph("Identity"), negative) == negative  # the Relu would be undone
+    positive = dict(ranges, a=(0.0, 2.0), both=(0.0, 6.0))
+    shared = shared_concat_ranges(graph("Relu"), positive)
+    assert shared["a"] == shared["b"] == shared["b_up"] == shared["both"] == (0.0, 6.0)
+    assert shared["x"] == (-3.0, 2.0) and shared["y"] == (-1.0, 1.0)  # inputs of the Relus untouched
+    clipped = dict(positive, a=(0.0, 2.0))
+    assert shared_concat_ranges(graph("Clip"), clipped)["a"] == (0.0, 2.0)  # a Clip keeps its own range

@@ -118,6 +118,22 @@ def test_onnxruntime_backend_reports_model_and_provider(tiny_models):
     assert out.shape == (2, 32, 32, 3) and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("spinning, entry", [(True, "1"), (False, "0")])
+def test_onnxruntime_spinning_option_reaches_the_session(tiny_models, spinning, entry):
+    from edgeseg.runtime.onnxruntime_backend import open_onnxruntime
+
+    with open_onnxruntime(tiny_models.onnx_path, threads=2, spinning=spinning) as backend:
+        options = backend._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+        float_out = backend.infer(np.full((1, 32, 32, 3), 128.0, np.float32))
+    with open_backend(tiny_models.onnx_path, threads=2) as default:  # ONNX Runtime's default: spinning
+        assert default._session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == "1"
+        np.testing.assert_allclose(default.infer(np.full((1, 32, 32, 3), 128.0, np.float32)), float_out, rtol=1e-5)
+    with pytest.raises(EngineError, match="spinning must be True or False"):
+        open_onnxruntime(tiny_models.onnx_path, spinning="no")
+
+
 def test_onnxruntime_bad_options(tiny_models):
     with pytest.raises(EngineError, match="unknown optimization level 'max'"):
         open_backend(tiny_models.onnx_path, optimization="max")
