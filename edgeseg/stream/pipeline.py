@@ -10,6 +10,12 @@ Between the stages sits a single-slot mailbox (`LatestSlot`), never a queue: for
 replaced frame is counted as dropped, so the robot always acts on the newest picture and memory
 never grows. For files, folders and the non-real-time synthetic drive nothing is dropped: the
 capture waits for the slot instead (`PipelineConfig.drop_stale` overrides either way).
+Such a source is read ahead: the next frame waits in the slot while the current one is
+inferred, which keeps inference busy but adds up to two inference times of capture-to-command
+latency. `PipelineConfig.pace_reads` reads each frame just in time instead: once inference has
+taken the previous frame, and timed (from the recent read and inference times) to end about when
+inference is ready for it, so a frame barely waits (for closed-loop simulation and latency
+measurements; a source whose read times jitter can then cost a little throughput).
 
 Commands are sent on the inference thread right after navigation, so they never wait for drawing
 or video encoding. Every frame carries its `time.perf_counter()` capture timestamp, from which
@@ -22,6 +28,7 @@ CLI does that (in the main thread) and calls `stop()`.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +51,8 @@ SOURCE_FAILED = "source failed"
 FAILED = "failed"
 
 THREAD_EXIT_S = 5.0  # how long join() waits for a stage thread after the run ended
+PACE_WINDOW = 16  # recent frames whose read and inference times pace the reads (pace_reads)
+PACE_MARGIN_S = 0.0005  # a paced read aims to end this long before inference is ready for the frame
 
 
 class LatestSlot(Generic[T]):
@@ -76,6 +85,13 @@ class LatestSlot(Generic[T]):
             self._item, self._full = item, True
             self._cond.notify_all()
             return True
+
+    def wait_empty(self, cancelled: threading.Event, poll_s: float = 0.05) -> bool:
+        """Wait until the slot is empty; False if `cancelled` is set or the slot closed meanwhile."""
+        with self._cond:
+            while self._full and not self._closed and not cancelled.is_set():
+                self._cond.wait(poll_s)
+            return not (self._closed or cancelled.is_set())
 
     def get(self, timeout: float) -> T | None:
         """Take the item, waiting up to `timeout` seconds; None if there is none."""
@@ -127,6 +143,9 @@ class PipelineConfig:
         drop_stale: drop frames the next stage has not taken yet (True) or wait for it (False);
             None: drop for live sources only.
         read_timeout_s: how long one source read may wait before the capture thread checks for stop.
+        pace_reads: when frames are not dropped, read each frame just in time for inference
+            instead of reading ahead (lower capture-to-command latency; see the module notes).
+            Live sources deliver at their own pace and ignore it.
     """
 
     view: str = "overlay"
@@ -135,6 +154,7 @@ class PipelineConfig:
     max_frames: int | None = None
     drop_stale: bool | None = None
     read_timeout_s: float = 0.2
+    pace_reads: bool = False
 
     def __post_init__(self) -> None:
         check_view(self.view, self.alpha)
@@ -227,6 +247,7 @@ class StreamPipeline:
         self._failed_sinks: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._finished = False
+        self._busy_s: float | None = None  # inference time per frame, low estimate (pace_reads)
         self.telemetry.info.update(
             source=source.uri,
             view=config.view,
@@ -310,13 +331,18 @@ class StreamPipeline:
 
     def _capture_loop(self) -> None:
         source, telemetry = self.source, self.telemetry
+        pace = self.config.pace_reads and not self.drop_stale
+        read_times: collections.deque[float] = collections.deque(maxlen=PACE_WINDOW)
         try:
             while not self._stop_capture.is_set():
+                if pace and not self._wait_for_read_time(read_times):
+                    break
                 started = time.perf_counter()
                 read = source.read(timeout=self.config.read_timeout_s)
                 self._copy_source_stats()
                 if read.status is ReadStatus.FRAME:
                     capture_s = time.perf_counter() - started
+                    read_times.append(capture_s)
                     telemetry.add_timing("capture", capture_s)
                     telemetry.count("captured")
                     item = _Captured(read, capture_s)
@@ -342,9 +368,21 @@ class StreamPipeline:
         finally:
             self._frames.close()
 
+    def _wait_for_read_time(self, read_times: collections.deque[float]) -> bool:
+        """pace_reads: wait until inference took the last frame and the next read would end as it
+        is ready for another (its busy time minus a high estimate of the read time); False on stop."""
+        if not self._frames.wait_empty(self._stop_capture):
+            return False
+        busy = self._busy_s
+        if busy is None or not read_times:
+            return True
+        delay = busy - sorted(read_times)[len(read_times) * 3 // 4] - PACE_MARGIN_S
+        return delay <= 0 or not self._stop_capture.wait(delay)
+
     def _inference_loop(self) -> None:
         processed = 0
         max_frames = self.config.max_frames
+        busy_times: collections.deque[float] = collections.deque(maxlen=PACE_WINDOW)
         try:
             while not self._abort.is_set():
                 item = self._frames.get(timeout=0.1)
@@ -352,6 +390,7 @@ class StreamPipeline:
                     if self._frames.finished:
                         break
                     continue
+                taken = time.perf_counter()
                 result = self._process(item)
                 processed += 1
                 if self.drop_stale:
@@ -361,6 +400,8 @@ class StreamPipeline:
                         self.telemetry.frame(_frame_record(replaced, "dropped_before_output"))
                 elif not self._results.put_wait(result, self._abort):
                     break
+                busy_times.append(time.perf_counter() - taken)
+                self._busy_s = sorted(busy_times)[len(busy_times) // 4]  # low: a paced read ends early, not late
                 if max_frames is not None and processed >= max_frames:
                     self._end(MAX_FRAMES)
                     self._stop_capture.set()
@@ -373,8 +414,8 @@ class StreamPipeline:
     def _process(self, item: _Captured) -> FrameResult:
         """Segment, navigate and send the command for one frame."""
         read, telemetry = item.read, self.telemetry
+        timings = {"capture": item.capture_s, "queue": time.perf_counter() - read.timestamp}
         segmentation = self.segmenter.seg(read.frame)
-        timings = {"capture": item.capture_s}
         for stage in ("preprocess", "infer", "postprocess"):
             timings[stage] = float(segmentation.timings.get(stage, 0.0))
         command = None

@@ -227,7 +227,7 @@ PAGE = """<!doctype html>
   header .state.off { background:rgba(239,75,75,.15); color:var(--stop); }
   main { display:grid; grid-template-columns:minmax(0,1fr) 320px; gap:20px; padding:20px; }
   @media (max-width: 900px) { main { grid-template-columns:1fr; } }
-  .view { background:#000; border:1px solid var(--line); border-radius:10px; overflow:hidden;
+  .view { background:#000; border:1px solid var(--line); border-radius:10px; overflow:hidden; align-self:start;
           display:flex; align-items:center; justify-content:center; min-height:240px; }
   .view img { width:100%; height:auto; display:block; image-rendering:auto; }
   .panel { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:16px; }

@@ -25,6 +25,7 @@ from edgeseg.errors import EdgesegError
 # The stages measured for every frame, in pipeline order (seconds internally, ms in reports).
 STAGES = (
     "capture",  # inside source.read() for the frame (for a camera, includes waiting for it)
+    "queue",  # frame delivered -> the inference stage took it (waiting in the slot)
     "preprocess",  # resize and normalise (Segmenter)
     "infer",  # the model's forward pass
     "postprocess",  # argmax and resize back to the frame
