@@ -652,6 +652,7 @@ def calibrate(
     float_head: bool | None = None,
     eval_subset: str = "val",
     eval_frames: int = DEFAULT_EVAL_FRAMES,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
     trt_version: str = trt_cache.DEFAULT_TRT_VERSION,
     max_rounds: int = 8,
     exclude_step: int = 2,
@@ -680,6 +681,7 @@ def calibrate(
             for tensorrt; no for cpu, where the float head costs about a fifth of the INT8
             latency of MobileNetV2-DeepLabV3+ (the mIoU budget search can still move it back).
         eval_subset: the subset of `data` to evaluate on.
+        split: train/val/test fractions of a folder dataset without its own split (use training's).
         eval_frames: images of `data` to evaluate on (spread over the subset).
         trt_version: the TensorRT version the legacy cache header names.
         max_rounds: quantize-and-evaluate rounds the budget search may take.
@@ -749,7 +751,7 @@ def calibrate(
         if max_miou_drop is not None:
             candidate = _meet_budget(
                 report, model_path, prepared, candidate, layout, build, spec, model_in, data,
-                eval_subset, eval_frames, max_rounds, exclude_step,
+                eval_subset, eval_frames, max_rounds, exclude_step, split,
             )
             report.excluded_nodes = tuple(always_float) + report.sensitive_nodes
             if report.within_budget is False:
@@ -916,11 +918,12 @@ def _meet_budget(
     eval_frames: int,
     max_rounds: int,
     exclude_step: int,
+    split: Sequence[float],
 ) -> Path:
     """Evaluate float vs INT8 and move sensitive layers to float until within budget."""
     from edgeseg.calib import sensitivity
 
-    samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames)
+    samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames, split)
     float_miou = sensitivity.evaluate_miou(model_path, samples, spec, model_in.batch_size)
 
     def evaluate(path: Path) -> float:

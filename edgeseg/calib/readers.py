@@ -187,6 +187,7 @@ class DatasetImages:
     data: Any  # a `--data` string or a SegDataset
     subset: str = "train"
     seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # for folders without their own split: training's
 
     def describe(self) -> str:
         name = self.data if isinstance(self.data, str) else getattr(self.data, "name", "dataset")
@@ -197,7 +198,7 @@ class DatasetImages:
             return self.data
         from edgeseg.data.sources import open_dataset
 
-        return open_dataset(self.data, subset=self.subset, seed=self.seed, size=spec.input_size)
+        return open_dataset(self.data, subset=self.subset, split=self.split, seed=self.seed, size=spec.input_size)
 
     def read(self, count: int, spec: ModelSpec) -> FrameSet:
         dataset = self.open(spec)

@@ -114,18 +114,22 @@ class EvalSample:
     mask: np.ndarray  # uint8 at the original resolution
 
 
-def load_eval_samples(data: Any, spec: ModelSpec, subset: str = "val", count: int = 100) -> list[EvalSample]:
+def load_eval_samples(
+    data: Any, spec: ModelSpec, subset: str = "val", count: int = 100, split: Sequence[float] = (0.8, 0.1, 0.1)
+) -> list[EvalSample]:
     """Images (fitted to the network) and masks of a dataset subset, spread over it.
 
     Args:
         data: a `--data` string or an opened SegDataset.
+        split: train/val/test fractions for folders without their own split (training's, so
+            the evaluation frames are not training frames).
     """
     from edgeseg.calib.readers import spread_indices
 
     if isinstance(data, str):
         from edgeseg.data.sources import open_dataset
 
-        dataset = open_dataset(data, subset=subset, size=spec.input_size)
+        dataset = open_dataset(data, subset=subset, split=split, size=spec.input_size)
     else:
         dataset = data
     if len(dataset) == 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from edgeseg.cli import common
+
 HELP = "quantize an ONNX model to INT8 (ONNX Runtime calibration) for the CPU or TensorRT"
 
 
@@ -35,6 +37,9 @@ def add_arguments(parser) -> None:
                              "evaluates on (its --subset)")
     parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="val",
                         help="subset of --data to evaluate on (default val)")
+    parser.add_argument("--split", type=common.split, default=(0.8, 0.1, 0.1),
+                        help="train,val,test fractions for folders without their own split: give training's, so "
+                             "calibration reads training frames and the evaluation held-out ones")
     parser.add_argument("--max-rounds", type=int, default=8,
                         help="quantize-and-evaluate rounds the --max-miou-drop search may take (default 8)")
     parser.add_argument("--eval-frames", type=int, default=100, help="images of --data to evaluate on (default 100)")
@@ -54,7 +59,7 @@ def _frames_source(args):
     if args.video:
         return VideoFile(Path(args.video))
     if args.data:
-        return DatasetImages(args.data, subset="train")
+        return DatasetImages(args.data, subset="train", split=args.split)
     raise EdgesegError("calibration frames are needed: pass --images DIR, --video FILE or --data SPEC")
 
 
@@ -77,6 +82,7 @@ def run(args) -> int:
             spec=spec,
             float_head=args.float_head,
             eval_subset=args.subset,
+            split=args.split,
             eval_frames=args.eval_frames,
             max_rounds=args.max_rounds,
             trt_version=args.trt_version,

@@ -161,6 +161,9 @@ def test_dataset_images(tmp_path, scenes, write_pictures):
     spec_string = f"index:{tmp_path / 'images'},{tmp_path / 'masks'}?classes=red,green,blue"
     from_spec = DatasetImages(spec_string, subset="all").read(6, SPEC)
     assert len(from_spec) == 6 and from_spec.digest == FrameSet(list(images), "x").digest
+    # the split decides which frames are training frames (calibration reads training's split)
+    assert len(DatasetImages(spec_string, subset="train", split=(0.5, 0.5, 0.0)).read(6, SPEC)) == 3
+    assert len(DatasetImages(spec_string, subset="train").read(6, SPEC)) == 4
 
 
 def test_reader_is_an_onnxruntime_calibration_reader_with_ranges(scenes):
