@@ -322,7 +322,7 @@ def _stream(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
             "--commands", str(paths.commands), "--telemetry", str(paths.telemetry), "--view", "overlay"]
     _same_as(log, "edgeseg " + " ".join(argv))
     _run_command(argv, main)
-    frames = sum(1 for _ in paths.telemetry.open()) if paths.telemetry.is_file() else 0
+    frames = sum(1 for _ in paths.commands.open()) if paths.commands.is_file() else 0  # one command per frame
     return {"video": str(paths.drive), "commands": str(paths.commands), "telemetry": str(paths.telemetry),
             "frames": frames, "source": DEMO_STREAM_SOURCE, "still": _still(paths.drive, paths.out / "drive_still.jpg"),
             "outputs": [str(paths.drive)]}
