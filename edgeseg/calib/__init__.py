@@ -8,6 +8,7 @@ ONNX Runtime and `onnx` are imported only when a function needs them.
 
 from edgeseg.calib.quantize import (
     DEFAULT_FRAMES,
+    DEFAULT_METHOD,
     FORMATS,
     METHODS,
     TARGETS,
@@ -21,6 +22,7 @@ from edgeseg.calib.readers import DatasetImages, FrameBatchReader, FrameSet, Ima
 
 __all__ = [
     "DEFAULT_FRAMES",
+    "DEFAULT_METHOD",
     "FORMATS",
     "METHODS",
     "TARGETS",

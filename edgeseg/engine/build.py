@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeseg import __version__
+from edgeseg.calib.quantize import DEFAULT_METHOD
 from edgeseg.engine.manifest import (
     CalibrationInfo,
     EngineManifest,
@@ -40,6 +41,7 @@ from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_SUFFIXES = (".engine", ".plan")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
+DEFAULT_CALIB_METHOD = DEFAULT_METHOD
 DEFAULT_CALIB_FRAMES = 200
 QUANT_METADATA_KEY = "edgeseg.quantization"
 
@@ -73,7 +75,7 @@ class BuildOptions:
     int8: bool = False
     fp16: bool = False
     calib: Path | None = None
-    calib_method: str = "entropy"
+    calib_method: str = DEFAULT_CALIB_METHOD
     calib_frames: int = DEFAULT_CALIB_FRAMES
     calib_cache: Path | None = None
     batch: BatchRange | None = None
@@ -331,7 +333,7 @@ def rebuild_command(options: BuildOptions, backend: str, output: Path) -> str:
     args += ["--int8"] * options.int8 + ["--fp16"] * options.fp16
     if options.calib is not None:
         args += ["--calib", str(options.calib)]
-        if options.calib_method != "entropy":
+        if options.calib_method != DEFAULT_CALIB_METHOD:
             args += ["--calib-method", options.calib_method]
         if options.calib_frames != DEFAULT_CALIB_FRAMES:
             args += ["--calib-frames", str(options.calib_frames)]

@@ -15,7 +15,7 @@ def parse(argv):
 
 def test_defaults():
     args = parse(["m.onnx", "--images", "dir", "--target", "cpu"])
-    assert (args.frames, args.method, args.fmt, args.out, args.max_miou_drop) == (200, "entropy", "auto", None, None)
+    assert (args.frames, args.method, args.fmt, args.out, args.max_miou_drop) == (200, "percentile", "auto", None, None)
     with pytest.raises(SystemExit):
         parse(["m.onnx", "--images", "a", "--video", "b", "--target", "cpu"])  # one frame source
     with pytest.raises(SystemExit):

@@ -79,7 +79,7 @@ def test_int8_calibrates_a_float_model_from_a_folder(work, tiny, helpers):
     report, lines = run_build(BuildOptions(work / "tiny.onnx", int8=True, calib=tiny.calib_dir, progress=False))
     manifest = report.manifest
     assert manifest.precision == "int8"
-    assert manifest.calibration.frames == 6 and manifest.calibration.method == "entropy"
+    assert manifest.calibration.frames == 6 and manifest.calibration.method == "percentile"
     assert str(tiny.calib_dir) in manifest.calibration.source and len(manifest.calibration.sha256) == 64
     assert quantization_format(report.output) is not None
     sources = {path.name for path in tiny.folder.glob("*.onnx")}
