@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     drive.add_argument("--max-speed", type=common.positive_float, default=1.0, metavar="M_PER_S",
                        help="the car's top speed; throttle 1 (default 1.0)")
     drive.add_argument("--navigator", choices=("camera", "table"), default="camera",
-                       help="camera: the mode table adapted to the car's camera (default); "
-                            "table: the mode table as edgeseg stream drives it")
+                       help="camera: the mode table adapted to the car's camera and width, stop lines in "
+                            "metres (NavConfig.for_camera, default); table: the mode table as it is, as "
+                            "edgeseg stream drives sources whose camera it does not know")
 
     out = parser.add_argument_group("outputs")
     out.add_argument("--json", metavar="FILE", help="write every episode and the per-mode totals as JSON")

@@ -118,18 +118,20 @@ def run(args: argparse.Namespace) -> int:
         spec = ModelSpec.load(args.spec) if args.spec else None
         options = {"threads": args.threads} if args.threads else {}
         segmenter = stack.enter_context(Segmenter.open(args.model, backend=args.backend, spec=spec, **options))
-        navigator = None
-        if not args.no_nav:
-            if not segmenter.spec.traversable:
-                raise SpecError(
-                    f"{args.model}: its spec names no traversable classes (classes: "
-                    f"{', '.join(segmenter.spec.class_names)}), so it cannot drive; stream with --no-nav, or "
-                    "retrain/export with traversable classes set in the spec"
-                )
-            navigator = Navigator.from_spec(segmenter.spec, args.mode)
+        if not args.no_nav and not segmenter.spec.traversable:
+            raise SpecError(
+                f"{args.model}: its spec names no traversable classes (classes: "
+                f"{', '.join(segmenter.spec.class_names)}), so it cannot drive; stream with --no-nav, or "
+                "retrain/export with traversable classes set in the spec"
+            )
 
         source = stack.enter_context(sources.open_source(
             uri, width=args.width, height=args.height, fps=args.fps, loop=args.loop))
+        navigator = None
+        if not args.no_nav:
+            # A source that knows its camera (the synthetic world) gets the mode adapted to it, as
+            # `edgeseg sim` drives; any other source drives the NAV_MODES row as it is.
+            navigator = Navigator.from_spec(segmenter.spec, args.mode, camera=getattr(source, "camera", None))
         if recording is not None:
             recording.fps = source.fps or 30.0
         telemetry.info.update(model=str(args.model), backend=segmenter.backend_name)

@@ -4,6 +4,7 @@ Drawing lives apart, in `edgeseg.nav.draw`, so the planner never pulls in OpenCV
 """
 
 from edgeseg.nav.freespace import FreeSpace, analyse_free_space
-from edgeseg.nav.navigator import NAV_MODES, REASONS, Command, NavConfig, Navigator
+from edgeseg.nav.navigator import CAMERA_MODES, NAV_MODES, REASONS, Command, NavConfig, Navigator
 
-__all__ = ["NAV_MODES", "REASONS", "Command", "FreeSpace", "NavConfig", "Navigator", "analyse_free_space"]
+__all__ = ["CAMERA_MODES", "NAV_MODES", "REASONS", "Command", "FreeSpace", "NavConfig", "Navigator",
+           "analyse_free_space"]

@@ -12,7 +12,13 @@ The ground region is the part of the frame below a horizon line, analysed on a g
 Depths are fractions of the ground region's height (0 = blocked at the bumper, 1 = free up to the
 horizon), not metres: perspective makes them monotone in distance, which is all the planner
 needs. An obstacle is `min_obstacle_rows` consecutive non-traversable grid rows, so a lone
-misclassified pixel is not a wall. Only numpy: this runs on the robot.
+misclassified pixel is not a wall.
+
+When the camera is known, so is the flat floor's vanishing line (the camera's true horizon): no
+floor can be seen above it. A column with traversable pixels above that line shows the model
+calling something else floor (typically a wall seen from close up, whose lower part looks like
+floor), and nothing in that column can be trusted, so it counts as blocked at the bumper.
+Only numpy: this runs on the robot.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class FreeSpace:
         column_depth: per grid column (left to right), the smoothed free depth in [0, 1].
         column_free: per grid column, the fraction of its ground cells that are traversable,
             contiguous or not (which side has floor at all, when the bumper is blocked).
+        implausible: per grid column, whether traversable pixels lie above the floor's
+            vanishing line (such columns are blocked from the bottom row on).
         row_counts: (rows + 1) x (cols + 1) running count, along each row, of obstacle cells;
             row 0 is the bottom row, the last row is the horizon (all obstacle).
         classified: fraction of ground pixels that carry a class (not the ignore index).
@@ -42,6 +50,7 @@ class FreeSpace:
 
     column_depth: np.ndarray
     column_free: np.ndarray
+    implausible: np.ndarray
     row_counts: np.ndarray
     classified: float
     traversable: float
@@ -59,6 +68,7 @@ class FreeSpace:
         min_obstacle_width: float,
         far_width: float = 1.0,
         outside_blocks: bool = False,
+        narrow_from: float = 0.0,
     ) -> np.ndarray:
         """Free depth of the corridor towards each heading, in [0, 1].
 
@@ -70,6 +80,8 @@ class FreeSpace:
                 a row to block it (at least one cell).
             far_width: the corridor's width at the horizon relative to the bottom row; it
                 narrows linearly in between, as perspective shrinks the car far away.
+            narrow_from: the depth where the narrowing starts; below it the corridor keeps its
+                bottom width.
             outside_blocks: count the corridor's cells outside the image as obstacle cells
                 (the camera cannot vouch for them), instead of ignoring them.
         """
@@ -77,7 +89,8 @@ class FreeSpace:
         offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
         height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
         centre = (offsets * height + 1.0) * (cols / 2.0)
-        half = half_width * cols * (1.0 - (1.0 - far_width) * height)
+        narrowing = np.clip((height - narrow_from) / max(1.0 - narrow_from, 1e-6), 0.0, 1.0)
+        half = half_width * cols * (1.0 - (1.0 - far_width) * narrowing)
         left, right = np.floor(centre - half + 0.5), np.floor(centre + half + 0.5)
         lo = np.clip(left, 0, cols - 1).astype(np.intp)
         hi = np.clip(right, lo + 1, cols).astype(np.intp)
@@ -116,6 +129,24 @@ def ground_grid(class_map: np.ndarray, horizon: float, max_rows: int, max_cols: 
     row_stride = max(1, math.ceil((height - top) / max_rows))
     col_stride = max(1, math.ceil(width / max_cols))
     return class_map[top:][::-1][::row_stride, ::col_stride][::-1]
+
+
+def floor_above_vanishing_line(
+    class_map: np.ndarray, traversable_lut: np.ndarray, vanishing_line: float, max_rows: int, max_cols: int
+) -> np.ndarray:
+    """Per grid column (the ground grid's columns), whether traversable pixels lie above `vanishing_line`.
+
+    Args:
+        vanishing_line: the flat floor's vanishing line as a fraction of the height from the top;
+            0 (unknown) checks nothing.
+    """
+    height, width = class_map.shape
+    col_stride = max(1, math.ceil(width / max_cols))
+    bottom = int(vanishing_line * height)
+    if bottom <= 0:
+        return np.zeros(len(range(0, width, col_stride)), dtype=bool)
+    row_stride = max(1, math.ceil(bottom / max_rows))
+    return traversable_lut[class_map[:bottom:row_stride, ::col_stride]].any(axis=0)
 
 
 def obstacle_cells(free: np.ndarray, min_obstacle_rows: int) -> np.ndarray:
@@ -166,6 +197,7 @@ def analyse_free_space(
     ignore_index: int = 255,
     max_rows: int = 128,
     max_cols: int = 256,
+    vanishing_line: float = 0.0,
 ) -> FreeSpace:
     """Measure the free space in the ground region of a uint8 HxW class map.
 
@@ -177,17 +209,22 @@ def analyse_free_space(
         smooth_width: width of the moving average over column depths, fraction of the width.
         ignore_index: the class value of unclassified pixels.
         max_rows, max_cols: the largest analysis grid; bigger maps are subsampled.
+        vanishing_line: where a flat floor ends in the image (fraction of the height from the
+            top); columns with traversable pixels above it are blocked. 0: unknown, no check.
     """
     ground = ground_grid(class_map, horizon, max_rows, max_cols)
     rows, cols = ground.shape
     free = traversable_lut[ground]
     obstacle = obstacle_cells(free, min_obstacle_rows)
+    implausible = floor_above_vanishing_line(class_map, traversable_lut, vanishing_line, max_rows, max_cols)
+    obstacle[0, implausible] = True
     column_depth = obstacle.argmax(axis=0).astype(np.float32) / np.float32(rows)
     row_counts = np.zeros((rows + 1, cols + 1), dtype=np.int32)
     np.cumsum(obstacle, axis=1, out=row_counts[:, 1:])
     return FreeSpace(
         column_depth=box_mean(column_depth, round(smooth_width * cols)),
         column_free=free.mean(axis=0, dtype=np.float32),
+        implausible=implausible,
         row_counts=row_counts,
         classified=float(1.0 - np.count_nonzero(ground == ignore_index) / ground.size),
         traversable=float(np.count_nonzero(free) / ground.size),

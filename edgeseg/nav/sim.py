@@ -14,10 +14,10 @@ real RC car. The navigator's mode table is in image fractions, and with the trai
 image row spans 0.21 m of floor and the safe stop line lies 0.13 m ahead of the lens. Driven as it
 is (`navigator="table"`) the car scrapes past obstacles it saw and turns into them once they are
 beside it, out of view: with exact masks 17 of 20 safe episodes end in a collision
-(benchmarks/sim_modes.py). By default
-(`navigator="camera"`) each mode is adapted to the camera by `camera_nav_config`: a corridor as
-wide as the navigator allows, a stop line where the image still spans the car's width plus a
-margin, and corridor parts outside the image count as blocked.
+(benchmarks/sim_modes.py). By default (`navigator="camera"`) each mode is adapted to the camera
+and the car by `NavConfig.for_camera`, the same adaptation `edgeseg stream` uses on the synthetic
+source: stop lines in metres, a corridor as wide as the navigator allows, corridor parts outside
+the image blocked, and floor above the vanishing line blocked.
 
 Recovery (the navigator only says stop; it has no reverse): when a command says stop, the car
 backs away for `recovery_seconds` at `recovery_speed_mps` with the steering at full lock
@@ -38,7 +38,7 @@ backend lazily through `edgeseg.runtime.Segmenter`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 ORACLE = "oracle"
 NAVIGATORS = ("camera", "table")
-# How far beyond each side of the car the camera must see at a mode's stop line (metres).
-SEEN_MARGIN_M = {"safe": 0.05, "balanced": 0.025, "adventurous": 0.0125}
-_WIDEST = 0.9  # the widest corridor NavConfig accepts, as a fraction of the image width
 _SUBSTEP_M = 0.02  # motion is checked for collisions at least every 2 cm
 
 
@@ -79,8 +76,8 @@ class SimConfig:
             closer than this to a solid (see the module docstring).
         wheelbase_m, max_steer_deg: the bicycle model (steering 1 = max_steer_deg at the wheels).
         navigator: "camera" drives each mode's NAV_MODES row adapted to this camera and car
-            (`camera_nav_config`); "table" drives the rows as they are (what `edgeseg stream`
-            does).
+            (`NavConfig.for_camera`); "table" drives the rows as they are (what `edgeseg stream`
+            does on sources whose camera it does not know).
     """
 
     episodes: int = 20
@@ -149,55 +146,6 @@ def scenario(config: SimConfig, index: int) -> Scenario:
     rng = np.random.default_rng([config.seed, index, 0x51])
     start = world.random_free_pose(rng, margin_m=config.car_radius_m + config.start_margin_m)
     return Scenario(world, start, world_seed)
-
-
-def camera_nav_config(mode: str, camera: Camera = Camera(), car_width_m: float = 0.3) -> NavConfig:
-    """A mode's NAV_MODES row adapted to a camera that sees less than the car's width near the car.
-
-    The mode table is in image fractions. With the training camera (0.12 m high, pitched 10
-    degrees down, 90 degrees wide) the bottom row of the image spans 0.21 m of floor, less than
-    a 0.3 m car, and the safe stop line lies 0.13 m ahead of the lens; the table's corridor (0.3
-    of the image at the bottom row) is a third of the car there. Driven as it is, the car scrapes
-    past obstacles it has seen and later turns into them once they are beside it and out of view.
-    Three changes, everything else (margins, speeds, smoothing) stays the mode's:
-
-    - stop_clearance: at least the ground depth where the image spans the car's width plus
-      `SEEN_MARGIN_M[mode]` on each side, so the car stops while it still sees its whole path;
-    - the corridor: as wide as NavConfig allows (car_width = 0.9 - 2 * margin) over its whole
-      height (far_width 1): still narrower than the car below the stop line, wider far away
-      (which only makes the car slow down earlier);
-    - outside_blocks: corridor parts outside the image count as blocked, so the car never steers
-      into floor it has not seen.
-    """
-    if mode not in NAV_MODES:
-        raise EdgesegError(f"unknown navigation mode {mode!r}; choose one of {', '.join(NAV_MODES)}")
-    table = NAV_MODES[mode]
-    # The corridor covers _WIDEST of the image: stop where that is the car plus the margins.
-    seen = _depth_where_image_spans(camera, (car_width_m + 2 * SEEN_MARGIN_M[mode]) / _WIDEST, table.horizon)
-    stop = max(table.stop_clearance, min(seen, 0.9))
-    return replace(
-        table,
-        car_width=_WIDEST - 2 * table.margin,
-        far_width=1.0,
-        stop_clearance=stop,
-        slow_clearance=max(table.slow_clearance, min(stop + 0.1, 1.0)),
-        outside_blocks=True,
-    )
-
-
-def _depth_where_image_spans(camera: Camera, width_m: float, horizon: float) -> float:
-    """Ground depth (fraction of the navigator's ground region) of the image row whose floor
-    is `width_m` wide from edge to edge.
-
-    A floor pixel at image height y (from the centre, down positive, in units of the focal
-    length) lies t = mount / (y cos(pitch) + sin(pitch)) ahead along the optical axis, where the
-    image spans t * width_px / focal_px metres.
-    """
-    pitch = math.radians(camera.pitch_deg)
-    y = (camera.mount_height_m * camera.width / (width_m * camera.focal_px) - math.sin(pitch)) / math.cos(pitch)
-    row = camera.height / 2 + camera.focal_px * y
-    top = int(horizon * camera.height)
-    return float(np.clip((camera.height - row) / (camera.height - top), 0.0, 1.0))
 
 
 @dataclass
@@ -442,7 +390,7 @@ def simulate(
     if spec is None:
         spec = synthetic_spec(config.camera)
     if nav_config is None and config.navigator == "camera":
-        nav_config = camera_nav_config(mode, config.camera, 2 * config.car_radius_m)
+        nav_config = NavConfig.for_camera(mode, config.camera, 2 * config.car_radius_m)
     navigator = Navigator.from_spec(spec, mode, nav_config)
     count = len(scenarios) if scenarios is not None else config.episodes
     name = ORACLE if oracle else str(getattr(perceive, "name", getattr(perceive, "__name__", type(perceive).__name__)))

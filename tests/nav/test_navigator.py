@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -152,9 +153,12 @@ def test_steering_changes_gradually_and_reset_forgets():
 def test_throttle_rises_gently_and_brakes_at_once():
     navigator = Navigator([FLOOR], "balanced")
     rise = navigator.config.max_throttle_rise
+    held = navigator.config.free_frames - 1  # frames the wall is still remembered
     wall = put(scene(), WALL, 0.0, 0.5, 0.0, 1.0)
     assert navigator.step(wall).throttle == 0.0
-    throttles = [navigator.step(scene()).throttle for _ in range(10)]
+    throttles = [navigator.step(scene()).throttle for _ in range(10 + held)]
+    assert throttles[:held] == [0.0] * held
+    throttles = throttles[held:]
     assert throttles[0] == pytest.approx(rise)
     assert np.all(np.diff([0.0, *throttles]) <= rise + 1e-9)
     assert throttles[-1] == pytest.approx(navigator.config.max_throttle)  # steering settled at 0
@@ -188,6 +192,7 @@ def test_every_path_returns_a_command_in_range():
                 class_map = np.full(shape, 255, dtype=np.uint8)
             elif kind == 2:
                 class_map = np.full(shape, FLOOR, dtype=np.uint8)
+                navigator.reset()  # free space must last free_frames frames: start afresh to see "clear"
             elif kind == 3:
                 class_map = np.full(shape, WALL, dtype=np.uint8)
             else:
@@ -297,6 +302,7 @@ def test_modes_table_orders_margins_stops_and_speeds():
     assert safe.stop_clearance > balanced.stop_clearance > adventurous.stop_clearance
     assert safe.max_throttle < balanced.max_throttle < adventurous.max_throttle
     assert safe.max_steering_step < balanced.max_steering_step < adventurous.max_steering_step
+    assert safe.free_frames > balanced.free_frames > adventurous.free_frames == 1
 
 
 def test_draw_command_draws_on_a_copy():
@@ -308,3 +314,122 @@ def test_draw_command_draws_on_a_copy():
     assert drawn[..., 0].sum() > drawn[..., 1].sum()  # stopped: drawn in red
     with pytest.raises(EdgesegError, match="RGB uint8"):
         draw_command(np.zeros((48, 64), dtype=np.uint8), command)
+
+
+# --- free space must persist; floor above the vanishing line is not floor -----------------------
+
+
+def test_flickering_free_space_never_starts_the_safe_car():
+    """A wall that the model misses every other frame keeps the car stopped; free space that lasts starts it."""
+    navigator = Navigator([FLOOR], "safe")
+    assert navigator.config.free_frames == 3
+    wall = put(scene(), WALL, 0.0, 0.5, 0.0, 1.0)
+    flicker = [navigator.step(wall if index % 2 == 0 else scene()) for index in range(11)]  # ends on the wall
+    assert all(command.stop and command.throttle == 0.0 for command in flicker)
+    assert {command.reason for command in flicker} == {"blocked"}
+    lasting = [navigator.step(scene()) for _ in range(3)]
+    assert [command.stop for command in lasting] == [True, True, False]
+    assert lasting[-1].clearance == 1.0 and lasting[-1].throttle > 0.0
+
+
+def test_one_blocked_frame_stops_a_driving_car_at_once():
+    navigator = Navigator([FLOOR], "safe")
+    for _ in range(5):
+        driving = navigator.step(scene())
+    assert not driving.stop and driving.throttle > 0.0
+    braked = navigator.step(put(scene(), WALL, 0.0, 0.5, 0.0, 1.0))
+    assert braked.stop and braked.throttle == 0.0
+    navigator.reset()  # a new place: the old wall is forgotten
+    assert not navigator.step(scene()).stop
+
+
+def test_adventurous_trusts_a_single_frame():
+    navigator = Navigator([FLOOR], "adventurous")
+    assert navigator.step(put(scene(), WALL, 0.0, 0.5, 0.0, 1.0)).stop
+    assert not navigator.step(scene()).stop
+
+
+def above_line_scene(floor_top: float) -> np.ndarray:
+    """Floor from 0.42 of the height down, plus a band of "floor" in the middle columns up to `floor_top`."""
+    class_map = np.full((SIZE, SIZE), WALL, dtype=np.uint8)
+    class_map[round(0.42 * SIZE):] = FLOOR
+    class_map[round(floor_top * SIZE):, round(0.35 * SIZE):round(0.65 * SIZE)] = FLOOR
+    return class_map
+
+
+def test_floor_above_the_vanishing_line_blocks_its_columns():
+    """A wall seen close up whose lower part the model calls floor, reaching above the floor's
+    vanishing line: physically impossible on a flat floor, so those columns are blocked."""
+    knows = dataclasses.replace(NAV_MODES["safe"], vanishing_line=0.4)
+    impossible = above_line_scene(0.2)
+    blind = Navigator([FLOOR], "safe").step(impossible)
+    assert not blind.stop and blind.clearance == 1.0  # without a camera nothing looks wrong
+    navigator = Navigator([FLOOR], "safe", knows)
+    space = navigator.free_space(impossible)
+    cols = space.implausible.shape[0]
+    assert space.implausible[round(0.4 * cols):round(0.6 * cols)].all()
+    assert not space.implausible[: round(0.3 * cols)].any() and not space.implausible[round(0.7 * cols):].any()
+    assert np.all(space.column_depth[round(0.45 * cols):round(0.55 * cols)] == 0.0)
+    command = navigator.step(impossible)
+    check_command(command)
+    assert command.stop and command.reason == "blocked" and command.clearance == 0.0
+
+
+def test_floor_just_under_the_vanishing_line_is_plausible():
+    """Far floor reaches up to the vanishing line (a blurred boundary a little above it is tolerated)."""
+    knows = dataclasses.replace(NAV_MODES["safe"], vanishing_line=0.4, vanishing_margin=0.03)
+    for floor_top in (0.42, 0.39):
+        command = Navigator([FLOOR], "safe", knows).step(above_line_scene(floor_top))
+        assert not command.stop and command.clearance == 1.0, floor_top
+    assert Navigator([FLOOR], "safe", knows).step(above_line_scene(0.3)).stop
+
+
+def test_floor_patches_floating_high_in_a_wall_block_their_columns():
+    knows = dataclasses.replace(NAV_MODES["adventurous"], vanishing_line=0.4)
+    patchy = above_line_scene(0.42)
+    patchy[5:12, 20:44] = FLOOR  # a floor-coloured patch high on the wall
+    navigator = Navigator([FLOOR], "adventurous", knows)
+    assert navigator.free_space(patchy).implausible.sum() > 0
+    assert navigator.step(patchy).stop
+
+
+def test_from_spec_with_a_camera_adapts_the_mode_to_it():
+    spec = ModelSpec(class_names=("floor", "obstacle", "wall", "background"), input_height=32, input_width=32,
+                     traversable=("floor",))
+    camera = SimpleNamespace(width=64, height=64, hfov_deg=90.0, mount_height_m=0.12, pitch_deg=10.0)
+    navigator = Navigator.from_spec(spec, "safe", camera=camera)
+    assert navigator.config == NavConfig.for_camera("safe", camera)
+    assert navigator.config.vanishing_line > 0.0 and navigator.config.outside_blocks
+    assert navigator.config.stop_clearance > NAV_MODES["safe"].stop_clearance
+    assert not navigator.step(above_line_scene(0.42)).stop
+    assert navigator.step(scene()).stop  # floor above the vanishing line (0.41 of the height)
+    with pytest.raises(EdgesegError, match="not both"):
+        Navigator.from_spec(spec, "safe", NAV_MODES["safe"], camera=camera)
+    with pytest.raises(EdgesegError, match="forward camera"):
+        Navigator.from_spec(spec, "safe", camera=SimpleNamespace(width=64, height=64, hfov_deg=90.0,
+                                                                  mount_height_m=0.0, pitch_deg=10.0))
+
+
+def camera_scene() -> np.ndarray:
+    """Floor below 0.42 of the height (under the vanishing line of CAMERA), wall above."""
+    class_map = np.full((SIZE, SIZE), WALL, dtype=np.uint8)
+    class_map[round(0.42 * SIZE):] = FLOOR
+    return class_map
+
+
+CAMERA = SimpleNamespace(width=SIZE, height=SIZE, hfov_deg=90.0, mount_height_m=0.12, pitch_deg=10.0)
+
+
+def test_the_camera_corridor_narrows_above_the_stop_line_only():
+    """Beyond the stop line things beside the path do not shorten the clearance; below it they stop the car."""
+    config = NavConfig.for_camera("safe", CAMERA)
+    assert config.narrow_from == config.stop_clearance and config.far_width < 0.3
+    wide = dataclasses.replace(config, far_width=1.0)
+    beside_far = put(camera_scene(), OBSTACLE, 0.9, 0.97, 0.0, 0.15)
+    assert Navigator([FLOOR], "safe", config).step(beside_far).clearance == 1.0
+    assert Navigator([FLOOR], "safe", wide).step(beside_far).clearance < 0.95
+    ahead_far = put(camera_scene(), OBSTACLE, 0.9, 0.97, 0.4, 0.6)
+    assert Navigator([FLOOR], "safe", config).step(ahead_far).clearance < 0.95
+    beside_near = put(camera_scene(), OBSTACLE, 0.6, 0.7, 0.0, 0.15)
+    command = Navigator([FLOOR], "safe", config).step(beside_near)
+    assert command.stop and command.reason == "blocked"

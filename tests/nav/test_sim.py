@@ -13,12 +13,12 @@ import pytest
 from edgeseg import cli
 from edgeseg.data.world import Camera, Pose, World
 from edgeseg.errors import EdgesegError
-from edgeseg.nav import Navigator
+from edgeseg.nav import NavConfig, Navigator
+from edgeseg.nav.navigator import CAMERA_MODES
 from edgeseg.nav.sim import (
     NAV_MODES,
     Scenario,
     SimConfig,
-    camera_nav_config,
     format_table,
     perceiver_from_model,
     scenario,
@@ -33,8 +33,16 @@ FAST = SimConfig(episodes=2, max_seconds=6.0, camera=SMALL, seed=3)
 
 
 def all_floor(rgb: np.ndarray) -> np.ndarray:
-    """A blind perceiver: everything is floor, so the navigator drives straight into things."""
+    """A broken perceiver: everything is floor, even the sky, which no flat floor can be."""
     return np.zeros(rgb.shape[:2], dtype=np.uint8)
+
+
+def no_obstacles(rgb: np.ndarray) -> np.ndarray:
+    """A blind perceiver: floor below the camera's horizon, background above, so the navigator
+    drives straight into things."""
+    class_map = np.full(rgb.shape[:2], 3, dtype=np.uint8)
+    class_map[int(0.45 * rgb.shape[0]):] = 0
+    return class_map
 
 
 def wall_ahead() -> Scenario:
@@ -102,7 +110,7 @@ def test_safe_stops_or_turns_instead_of_hitting_the_wall_ahead():
 
 def test_blind_perception_drives_into_the_wall_and_the_collision_is_counted():
     config = SimConfig(max_seconds=12.0, camera=SMALL)
-    report = simulate(all_floor, "safe", config, progress=False, scenarios=[wall_ahead()])
+    report = simulate(no_obstacles, "safe", config, progress=False, scenarios=[wall_ahead()])
     episode = report.episodes[0]
     assert episode.collided and report.collisions == 1
     assert episode.steps < config.steps  # the episode ended at the collision
@@ -111,6 +119,17 @@ def test_blind_perception_drives_into_the_wall_and_the_collision_is_counted():
     assert y == pytest.approx(1.5, abs=0.05)
     assert episode.min_clearance_m <= 0.0
     assert episode.stopped_s == 0.0
+
+
+def test_floor_in_the_sky_stops_the_camera_navigator_but_not_the_table():
+    """A perceiver that calls everything floor claims floor above the vanishing line: the camera
+    navigator knows that cannot be and never drives into the wall; the mode table cannot know."""
+    config = SimConfig(max_seconds=12.0, camera=SMALL)
+    camera = simulate(all_floor, "safe", config, progress=False, scenarios=[wall_ahead()]).episodes[0]
+    table = simulate(all_floor, "safe", replace(config, navigator="table"), progress=False,
+                     scenarios=[wall_ahead()]).episodes[0]
+    assert not camera.collided and camera.distance_m == 0.0 and camera.stopped_s == pytest.approx(12.0)
+    assert table.collided
 
 
 def test_the_car_recovers_from_a_stop_by_backing_away():
@@ -125,24 +144,56 @@ def test_the_car_recovers_from_a_stop_by_backing_away():
     assert heading_change > math.radians(60)
 
 
+def floor_row(camera: Camera, distance_m: float) -> float:
+    """The image row of the floor straight ahead of the lens at `distance_m`, by the renderer's projection."""
+    _, v = camera.project(Pose(0.0, 0.0, 0.0), distance_m, 0.0)
+    return float(v)
+
+
+def row_of_depth(camera: Camera, config: NavConfig, depth: float) -> float:
+    top = int(config.horizon * camera.height)
+    return camera.height - depth * (camera.height - top)
+
+
 def test_camera_calibration_stops_where_the_corridor_covers_the_car():
-    """At the calibrated stop line the image's floor is exactly (car + 2 margins) / 0.9 wide."""
+    """At the calibrated balanced/adventurous stop line the image's floor is (car + 2 margins) / 0.9 wide."""
     camera = Camera()
-    config = camera_nav_config("safe", camera, car_width_m=0.3)
-    table = NAV_MODES["safe"]
-    assert config.stop_clearance > table.stop_clearance
-    assert config.slow_clearance > config.stop_clearance
-    assert config.outside_blocks and config.car_width + 2 * config.margin == pytest.approx(0.9)
-    assert (config.max_throttle, config.margin) == (table.max_throttle, table.margin)
-    width = (0.3 + 2 * sim_module.SEEN_MARGIN_M["safe"]) / 0.9
-    row = camera.height - config.stop_clearance * (camera.height - int(table.horizon * camera.height))
-    ahead = np.linspace(0.02, 2.0, 20000)  # floor points straight ahead, then half the width to the right
-    _, v = camera.project(Pose(0.0, 0.0, 0.0), ahead, np.zeros_like(ahead))
-    distance = ahead[np.argmin(np.abs(v - row))]
-    u_right, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, -width / 2)
-    assert float(u_right) == pytest.approx(camera.width, abs=1.0)
-    stops = [camera_nav_config(mode).stop_clearance for mode in ("safe", "balanced", "adventurous")]
+    for mode in ("balanced", "adventurous"):
+        config = NavConfig.for_camera(mode, camera, car_width_m=0.3)
+        table = NAV_MODES[mode]
+        assert config.stop_clearance > table.stop_clearance
+        assert config.slow_clearance > config.stop_clearance
+        assert config.outside_blocks and config.car_width + 2 * config.margin == pytest.approx(0.9)
+        assert (config.max_throttle, config.margin) == (table.max_throttle, table.margin)
+        width = (0.3 + 2 * CAMERA_MODES[mode].seen_margin_m) / 0.9
+        row = row_of_depth(camera, config, config.stop_clearance)
+        ahead = np.linspace(0.02, 2.0, 20000)  # floor points straight ahead, then half the width to the right
+        _, v = camera.project(Pose(0.0, 0.0, 0.0), ahead, np.zeros_like(ahead))
+        distance = ahead[np.argmin(np.abs(v - row))]
+        u_right, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, -width / 2)
+        if distance > CAMERA_MODES[mode].stop_m:  # the seen-width line is the farther one
+            assert float(u_right) == pytest.approx(camera.width, abs=1.0)
+        else:
+            assert distance == pytest.approx(CAMERA_MODES[mode].stop_m, abs=0.01)
+    stops = [NavConfig.for_camera(mode, camera).stop_clearance for mode in ("safe", "balanced", "adventurous")]
     assert stops[0] > stops[1] > stops[2]
+
+
+def test_camera_calibration_puts_the_safe_stop_line_in_metres_and_the_vanishing_line():
+    camera = Camera()
+    config = NavConfig.for_camera("safe", camera)
+    metres = CAMERA_MODES["safe"]
+    for depth, distance_m in ((config.stop_clearance, metres.stop_m), (config.slow_clearance, metres.slow_m)):
+        assert row_of_depth(camera, config, depth) == pytest.approx(floor_row(camera, distance_m), abs=0.5)
+    # The floor's vanishing line: where the floor 1 km ahead appears.
+    assert config.vanishing_line * camera.height == pytest.approx(floor_row(camera, 1000.0), abs=0.05)
+    assert NAV_MODES["safe"].vanishing_line == 0.0  # the table knows no camera
+    wide = NavConfig.for_camera("safe", Camera(width=320, height=240))
+    assert wide.vanishing_line * 240 == pytest.approx(floor_row(Camera(width=320, height=240), 1000.0), abs=0.05)
+    with pytest.raises(EdgesegError, match="hfov_deg"):
+        NavConfig.for_camera("safe", object())
+    with pytest.raises(EdgesegError, match="reckless"):
+        NavConfig.for_camera("reckless", camera)
 
 
 def test_outside_blocks_keeps_sharp_turns_from_counting_unseen_floor_as_free():
@@ -157,7 +208,7 @@ def test_outside_blocks_keeps_sharp_turns_from_counting_unseen_floor_as_free():
 
 def test_trajectory_picture_marks_collisions(tmp_path):
     config = SimConfig(max_seconds=12.0, camera=SMALL)
-    crashed = simulate(all_floor, "safe", config, progress=False, scenarios=[wall_ahead()])
+    crashed = simulate(no_obstacles, "safe", config, progress=False, scenarios=[wall_ahead()])
     safe = simulate("oracle", "safe", config, progress=False, scenarios=[wall_ahead()])
     pictures = []
     for report, name in ((crashed, "crash.png"), (safe, "safe.png")):
@@ -211,7 +262,7 @@ def test_cli_oracle_writes_json_and_one_picture_per_mode(sim_cli, tmp_path, caps
 
 
 class FakeModel:
-    """Stands in for perceiver_from_model: the synthetic classes, perceived as all floor."""
+    """Stands in for perceiver_from_model: the synthetic classes, blind to obstacles."""
 
     def __init__(self, path, backend="auto", **options):
         self.spec = synthetic_spec()
@@ -219,7 +270,7 @@ class FakeModel:
         self.backend_name = "fake"
 
     def __call__(self, rgb):
-        return all_floor(rgb)
+        return no_obstacles(rgb)
 
     def __enter__(self):
         return self
@@ -246,33 +297,6 @@ def test_cli_rejects_unknown_modes(sim_cli, capsys):
 # --- a real model -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def tiny_synthetic_onnx(tmp_path_factory):
-    """A 32x32 two-layer Keras model over the synthetic classes, exported with tf2onnx, spec embedded."""
-    import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgeseg.onnxmeta import write_spec_metadata
-    from edgeseg.spec import ModelSpec
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    model = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="logits")(x))
-    model.output_names = ["logits"]
-    base = synthetic_spec()
-    spec = ModelSpec(class_names=base.class_names, input_height=32, input_width=32, palette=base.palette,
-                     traversable=("floor",), model="tiny")
-    signature = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-    path = tmp_path_factory.mktemp("sim_model") / "tiny.onnx"
-    onnx.save(write_spec_metadata(proto, spec), str(path))
-    return path
-
-
 def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
     from edgeseg.runtime import Segmenter
 
@@ -289,3 +313,22 @@ def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
     assert episode.steps == config.steps or episode.collided
     assert len(episode.trajectory) == episode.steps + 1
     assert np.isfinite(episode.trajectory).all()
+
+
+def test_camera_corridor_is_never_narrower_than_the_cars_path():
+    """Where the corridor narrows (stop line to horizon) it still covers the car plus the seen margins,
+    measured with the renderer's projection."""
+    camera = Camera()
+    for mode in ("safe", "adventurous"):
+        config = NavConfig.for_camera(mode, camera, car_width_m=0.3)
+        path_m = 0.3 + 2 * CAMERA_MODES[mode].seen_margin_m
+        for depth in np.linspace(config.narrow_from, 0.999, 12):
+            narrowing = (depth - config.narrow_from) / (1.0 - config.narrow_from)
+            corridor = (config.car_width + 2 * config.margin) * (1.0 - (1.0 - config.far_width) * narrowing)
+            row = row_of_depth(camera, config, depth)
+            ahead = np.linspace(0.05, 50.0, 200000)
+            _, v = camera.project(Pose(0.0, 0.0, 0.0), ahead, np.zeros_like(ahead))
+            distance = ahead[np.argmin(np.abs(v - row))]
+            u_left, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, path_m / 2)
+            u_right, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, -path_m / 2)
+            assert corridor >= (float(u_right) - float(u_left)) / camera.width - 0.01, (mode, depth)
