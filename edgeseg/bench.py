@@ -246,20 +246,12 @@ def onnx_precision_and_spec(path: str | Path) -> tuple[str, ModelSpec | None]:
     """
     import importlib.util
 
-    from edgeseg.onnxmeta import invalid_onnx_error, read_spec_from_onnx_file, spec_from_metadata
+    from edgeseg.onnxmeta import load_onnx_model, read_spec_from_onnx_file, spec_from_metadata
 
     path = Path(path)
     if importlib.util.find_spec("onnx") is None:
         return "unknown", read_spec_from_onnx_file(path)
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except DecodeError as err:
-        raise invalid_onnx_error(path, err) from None
-    if not model.HasField("graph"):
-        raise invalid_onnx_error(path, "no graph was found in the protobuf")
+    model = load_onnx_model(path)
     spec = spec_from_metadata({entry.key: entry.value for entry in model.metadata_props}, path)
     return graph_precision(model.graph), spec
 

@@ -87,7 +87,8 @@ def _metadata_via_onnxruntime(path: Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def _metadata_via_onnx(path: Path) -> dict[str, str]:
+def load_onnx_model(path: str | Path) -> Any:
+    """The ModelProto (weights left external), or a clear error for a corrupt or graphless file."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -97,4 +98,9 @@ def _metadata_via_onnx(path: Path) -> dict[str, str]:
         raise invalid_onnx_error(path, err) from None
     if not model.HasField("graph"):
         raise invalid_onnx_error(path, "no graph was found in the protobuf")
+    return model
+
+
+def _metadata_via_onnx(path: Path) -> dict[str, str]:
+    model = load_onnx_model(path)
     return {entry.key: entry.value for entry in model.metadata_props}
