@@ -506,17 +506,10 @@ def _thread_options(entry: Any, threads: int | None) -> tuple[dict[str, Any], in
 
 
 def _open_data(settings: BenchSettings, spec: ModelSpec):
-    from edgeseg.data.sources import open_dataset
+    from edgeseg.data.sources import open_dataset_for_model
 
-    dataset = open_dataset(settings.data, subset=settings.subset, split=settings.split, size=spec.input_size)
-    if len(dataset) == 0:
-        raise DataError(f"the {settings.subset} subset of {settings.data} is empty; choose another --subset or --split")
-    if tuple(dataset.classes.names) != spec.class_names:
-        raise DataError(
-            f"the classes of {settings.data} {list(dataset.classes.names)} differ from the model's "
-            f"{list(spec.class_names)}; bench with data that has the model's classes, or without --data"
-        )
-    return dataset
+    return open_dataset_for_model(settings.data, spec, settings.subset, settings.split,
+                                  hint="bench with data that has the model's classes, or without --data")
 
 
 def _scored_indices(dataset: Any, settings: BenchSettings) -> list[int]:

@@ -260,7 +260,7 @@ def verify(
         SpecError: the two models differ in classes or input size.
         DataError: the data's classes differ from the models', or the subset is empty.
     """
-    from edgeseg.data.sources import open_dataset
+    from edgeseg.data.sources import open_dataset_for_model
     from edgeseg.runtime import Segmenter
 
     if batch < 1 or pictures < 0 or (max_frames is not None and max_frames < 1):
@@ -272,15 +272,9 @@ def verify(
     with Segmenter.open(float_path, spec=spec) as float_seg, Segmenter.open(engine_path) as engine_seg:
         spec = float_seg.spec
         check_specs_match(spec, engine_seg.spec, str(float_path), str(engine_path))
-        dataset = open_dataset(data, subset=subset, split=split, size=spec.input_size)
-        if tuple(dataset.classes.names) != spec.class_names:
-            raise DataError(
-                f"the classes of {data} {list(dataset.classes.names)} differ from the models' "
-                f"{list(spec.class_names)}; verify on data with the models' classes"
-            )
+        dataset = open_dataset_for_model(data, spec, subset, split, whose="the models'",
+                                         hint="verify on data with the models' classes")
         indices = _spread(len(dataset), max_frames)
-        if not indices:
-            raise DataError(f"the {subset} subset of {data} is empty; choose another --subset or --split")
         result = _compare(float_seg, engine_seg, dataset, indices, batch, pictures, progress)
         float_backend, engine_backend = float_seg.backend_name, engine_seg.backend_name
 

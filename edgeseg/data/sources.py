@@ -21,7 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -40,6 +40,9 @@ from edgeseg.data.folders import (
 from edgeseg.data.io import file_is_truncated, read_gray_mask, read_mask
 from edgeseg.data.voc import voc_dataset
 from edgeseg.errors import DataError, EdgesegError
+
+if TYPE_CHECKING:
+    from edgeseg.spec import ModelSpec
 
 SUBSETS = ("train", "val", "test", "all")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
@@ -254,6 +257,26 @@ def open_dataset(
     )
     return subset_of(full, subset, split, seed)
 
+
+
+def open_dataset_for_model(
+    data: str, model_spec: "ModelSpec", subset: str, split: Sequence[float], hint: str, whose: str = "the model's"
+) -> SegDataset:
+    """One subset of `data` at the model's input size, checked to be non-empty and to have its classes.
+
+    Args:
+        hint: what to do instead when the classes differ (the caller's command knows best).
+        whose: how the message names the model(s) whose classes the data must have.
+    """
+    dataset = open_dataset(data, subset=subset, split=split, size=model_spec.input_size)
+    if len(dataset) == 0:
+        raise DataError(f"the {subset} subset of {data} is empty; choose another --subset or --split")
+    if tuple(dataset.classes.names) != tuple(model_spec.class_names):
+        raise DataError(
+            f"the classes of {data} {list(dataset.classes.names)} differ from {whose} "
+            f"{list(model_spec.class_names)}; {hint}"
+        )
+    return dataset
 
 def _names(text: str, key: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())

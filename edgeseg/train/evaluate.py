@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.errors import EdgesegError, ModelError
+from edgeseg.errors import ModelError
 from edgeseg.evalmetrics import confusion_matrix, format_table, per_image_iou, scores_from_confusion
 from edgeseg.fileio import atomic_write_text
 from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map
@@ -90,19 +90,12 @@ def evaluate(
 
     Folder datasets are split with the same fixed seed training uses, so `test` is truly held out.
     """
-    from edgeseg.data.sources import open_dataset, validate_dataset
+    from edgeseg.data.sources import open_dataset_for_model, validate_dataset
     from edgeseg.train import plots
 
     model, spec = load_model_and_spec(model_path)
-    dataset = open_dataset(data, subset=subset, split=split, size=spec.input_size)
+    dataset = open_dataset_for_model(data, spec, subset, split, hint="evaluate on data with the same classes")
     validate_dataset(dataset)
-    if len(dataset) == 0:
-        raise EdgesegError(f"the {subset} split of {data} is empty; choose another --subset or --split")
-    if tuple(dataset.classes.names) != spec.class_names:
-        raise EdgesegError(
-            f"the dataset's classes {list(dataset.classes.names)} differ from the model's "
-            f"{list(spec.class_names)}; evaluate on data with the same classes"
-        )
 
     cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
     per_image: list[tuple[int, float]] = []
