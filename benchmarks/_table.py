@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -42,3 +44,19 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
+
+
+def run_edgeseg(args: list[str], cwd: Path) -> dict:
+    """Run one `edgeseg` command line (the repository's .venv) as a user would; keep exit code, time, output."""
+    executable = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "edgeseg"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    print("$ edgeseg " + " ".join(args), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    out = done.stdout.strip()
+    err = "\n".join(line for line in done.stderr.splitlines()
+                     if line.startswith(("edgeseg", "Traceback")) or "Error" in line)
+    print(out[-3000:] if done.returncode == 0 else f"{out[-1500:]}\n{done.stderr[-1500:]}", flush=True)
+    return {"command": "edgeseg " + " ".join(args), "rc": done.returncode, "seconds": round(seconds, 1),
+            "stdout": out[-4000:], "stderr": err[-2000:]}

@@ -28,21 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _table import print_table, write_json  # noqa: E402
+from _table import print_table, run_edgeseg, write_json  # noqa: E402
 
 from edgeseg.cli.common import split as parse_split  # noqa: E402
 
-EDGESEG = REPO / ".venv" / "bin" / "edgeseg"
 # Calibration variants: extra `edgeseg calibrate` flags. Ranges of one method are computed once
 # and reused by the later variants (camvid.calib.json).
 VARIANTS = {
@@ -57,18 +53,8 @@ VARIANTS = {
 
 
 def edgeseg(args: list[str]) -> dict:
-    """Run one `edgeseg` command line in the repository root; keep its exit code, time and output."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    print("$ edgeseg " + " ".join(args), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run([str(EDGESEG), *args], cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    out = done.stdout.strip()
-    err = "\n".join(line for line in done.stderr.splitlines()
-                     if line.startswith(("edgeseg", "Traceback")) or "Error" in line)
-    print(out[-3000:] + (f"\n{err}" if err else ""), flush=True)
-    return {"command": "edgeseg " + " ".join(args), "rc": done.returncode, "seconds": round(seconds, 1),
-            "stdout": out[-4000:], "stderr": err[-2000:]}
+    """Run one `edgeseg` command line in the repository root."""
+    return run_edgeseg(args, REPO)
 
 
 def grab(pattern: str, text: str, cast=float):

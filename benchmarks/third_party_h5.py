@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-from _table import print_table, write_json  # noqa: E402
+from _table import print_table, run_edgeseg, write_json  # noqa: E402
 
 from edgeseg.cli.common import size as parse_size  # noqa: E402
 
-EDGESEG = REPO / ".venv" / "bin" / "edgeseg"
 CLASSES = ("floor", "obstacle", "wall", "background")
 # The model's own preprocessing, as (scale, mean, std) of x * scale - mean, / std.
 PREPROCESSING = {
@@ -138,21 +135,6 @@ def own_preprocessing_parity(work: Path, size: tuple[int, int], preprocess: str,
             "class_agreement": agreement, "stdout": "", "stderr": ""}
 
 
-def edgeseg(args: list[str], cwd: Path) -> dict:
-    """Run one `edgeseg` command line as a user would; keep its exit code, time and output."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    print("$ edgeseg " + " ".join(args), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run([str(EDGESEG), *args], cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    out = done.stdout.strip()
-    err = "\n".join(line for line in done.stderr.splitlines()
-                     if line.startswith(("edgeseg", "Traceback")) or "Error" in line)
-    print(out[-2000:] if done.returncode == 0 else f"{out[-1500:]}\n{done.stderr[-1500:]}", flush=True)
-    return {"command": "edgeseg " + " ".join(args), "rc": done.returncode, "seconds": round(seconds, 1),
-            "stdout": out[-3000:], "stderr": err[-1500:]}
-
-
 def grab(pattern: str, text: str, cast=float):
     match = re.search(pattern, text)
     return cast(match.group(1)) if match else None
@@ -189,7 +171,7 @@ def run_chain(work: Path, args) -> dict:
     def floats(values) -> str:
         return ",".join(repr(float(v)) for v in values)
 
-    export = edgeseg(["export", "unet.h5", "-o", "unet.onnx", "--size", f"{height}x{width}",
+    export = run_edgeseg(["export", "unet.h5", "-o", "unet.onnx", "--size", f"{height}x{width}",
                       "--scale", repr(scale), "--mean", floats(mean), "--std", floats(std),
                       "--classes", ",".join(CLASSES), "--output", "probabilities", "--traversable", "floor"], work)
     export["max_abs_diff"] = grab(r"max \|diff\| (\S+)", export["stdout"])
@@ -206,7 +188,7 @@ def run_chain(work: Path, args) -> dict:
         return results
     steps["own preprocessing"] = own_preprocessing_parity(work, args.size, args.preprocess, 16, args.seed)
 
-    calib = edgeseg(["calibrate", "unet.onnx", "--target", "cpu", "--data", data, "-n", str(args.calib_frames),
+    calib = run_edgeseg(["calibrate", "unet.onnx", "--target", "cpu", "--data", data, "-n", str(args.calib_frames),
                      "--no-progress"], work)
     calib["layout"] = grab(r"target\s+cpu: (.+)", calib["stdout"], str)
     calib["format"] = grab(r"format\s+(\S+)", calib["stdout"], str)
@@ -215,24 +197,24 @@ def run_chain(work: Path, args) -> dict:
     if calib["rc"]:
         return results
 
-    build = edgeseg(["build-engine", "unet.int8.onnx", "--int8", "-o", "unet.int8.cpu.onnx"], work)
+    build = run_edgeseg(["build-engine", "unet.int8.onnx", "--int8", "-o", "unet.int8.cpu.onnx"], work)
     steps["build-engine"] = build
     if build["rc"]:
         return results
 
     common = ["--data", data, "--subset", "val", "--max-frames", str(args.eval_frames), "--no-progress"]
     # 1) the .h5 alone as the reference: it carries no spec.
-    h5_alone = edgeseg(["verify", "unet.h5", "unet.int8.cpu.onnx", *common, "--json", "verify_h5.json"], work)
+    h5_alone = run_edgeseg(["verify", "unet.h5", "unet.int8.cpu.onnx", *common, "--json", "verify_h5.json"], work)
     h5_alone.update(verify_numbers(work / "verify_h5.json"))
     steps["verify (h5, no spec)"] = h5_alone
     # 2) the float ONNX (spec embedded by export) as the reference.
-    ref = edgeseg(["verify", "unet.onnx", "unet.int8.cpu.onnx", *common, "--json", "verify_onnx.json"], work)
+    ref = run_edgeseg(["verify", "unet.onnx", "unet.int8.cpu.onnx", *common, "--json", "verify_onnx.json"], work)
     ref.update(verify_numbers(work / "verify_onnx.json"))
     steps["verify (float onnx)"] = ref
     # 3) the .h5 with the spec the export embedded written beside it, as `edgeseg train` would.
     if export["rc"] == 0:
         spec.save(work / "spec.json")
-        h5_spec = edgeseg(["verify", "unet.h5", "unet.int8.cpu.onnx", *common, "--json", "verify_h5_spec.json"],
+        h5_spec = run_edgeseg(["verify", "unet.h5", "unet.int8.cpu.onnx", *common, "--json", "verify_h5_spec.json"],
                           work)
         h5_spec.update(verify_numbers(work / "verify_h5_spec.json"))
         steps["verify (h5 + spec.json)"] = h5_spec
