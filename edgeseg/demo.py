@@ -145,9 +145,10 @@ def _stages(config: DemoConfig, paths: DemoPaths) -> list[tuple[str, list[str], 
         ("calibrate", ["export"], lambda log: _calibrate(config, paths, log)),
         ("build", ["calibrate"], lambda log: _build(paths, log)),
     ]
+    engines = ["build"]
     if _tensorrt_problem() is None:
         stages.append(("tensorrt", ["export"], lambda log: _tensorrt(config, paths, log)))
-    engines = ["build"] + (["tensorrt"] if stages[-1][0] == "tensorrt" else [])
+        engines.append("tensorrt")
     stages += [
         ("verify", engines, lambda log: _verify(config, paths, log)),
         ("bench", engines, lambda log: _bench(config, paths, log)),
@@ -297,6 +298,7 @@ def _bench(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
 
 def _sim(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
     from edgeseg.cli import main
+    from edgeseg.cli.sim import picture_paths
 
     json_path = paths.sim_dir / "sim.json"
     picture = paths.sim_dir / "trajectories.png"
@@ -307,8 +309,6 @@ def _sim(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
     _same_as(log, "edgeseg " + " ".join(argv))
     _run_command(argv, main)
     payload = json.loads(json_path.read_text())
-    from edgeseg.cli.sim import picture_paths
-
     pictures = {mode: str(p) for mode, p in picture_paths(picture, DEMO_MODES).items()}
     return {"json": str(json_path), "outputs": [str(json_path)], "summary": payload["summary"], "pictures": pictures,
             "episodes": config.episodes, "seconds_per_episode": config.sim_seconds}
