@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,12 @@ class FreeSpace:
         offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
         height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
         centre = (offsets * height + 1.0) * (cols / 2.0)
-        narrowing = np.clip((height - narrow_from) / max(1.0 - narrow_from, 1e-6), 0.0, 1.0)
+        # np.minimum/np.maximum, not np.clip: a few microseconds less each, and this runs every frame
+        narrowing = np.minimum(np.maximum((height - narrow_from) / max(1.0 - narrow_from, 1e-6), 0.0), 1.0)
         half = half_width * cols * (1.0 - (1.0 - far_width) * narrowing)
         left, right = np.floor(centre - half + 0.5), np.floor(centre + half + 0.5)
-        lo = np.clip(left, 0, cols - 1).astype(np.intp)
-        hi = np.clip(right, lo + 1, cols).astype(np.intp)
+        lo = np.minimum(np.maximum(left, 0), cols - 1).astype(np.intp)
+        hi = np.minimum(np.maximum(right, lo + 1), cols).astype(np.intp)
         row_index = np.arange(rows + 1)
         counts = self.row_counts[row_index, hi] - self.row_counts[row_index, lo]
         need = np.maximum(1, np.round(min_obstacle_width * 2 * half)).astype(np.intp)
@@ -110,8 +110,8 @@ class FreeSpace:
         cols = self.column_depth.shape[0]
         offsets = np.asarray(offsets, dtype=np.float32)
         centre = (offsets + 1.0) * (cols / 2.0)
-        lo = np.clip(np.floor(centre - half_width * cols + 0.5), 0, cols).astype(np.intp)
-        hi = np.clip(np.floor(centre + half_width * cols + 0.5), 0, cols).astype(np.intp)
+        lo = np.minimum(np.maximum(np.floor(centre - half_width * cols + 0.5), 0), cols).astype(np.intp)
+        hi = np.minimum(np.maximum(np.floor(centre + half_width * cols + 0.5), 0), cols).astype(np.intp)
         sums = np.concatenate(([0.0], np.cumsum(self.column_depth, dtype=np.float64)))
         width = max(1.0, 2 * half_width * cols)
         return ((sums[hi] - sums[lo]) / width).astype(np.float32)
@@ -166,12 +166,20 @@ def obstacle_cells(free: np.ndarray, min_obstacle_rows: int) -> np.ndarray:
 
 
 def box_mean(values: np.ndarray, width: int) -> np.ndarray:
-    """Moving average over `width` neighbours, edges padded with the edge values."""
+    """Moving average over `width` neighbours, edges padded with the edge values.
+
+    A difference of running sums: a handful of numpy calls (np.pad and a sliding window cost
+    several times as much, and the navigator runs this every frame).
+    """
     half = max(0, width // 2)
     if half == 0:
         return values
-    padded = np.pad(values, half, mode="edge")
-    return sliding_window_view(padded, 2 * half + 1).mean(axis=1).astype(np.float32)
+    edges = np.repeat(values[[0, -1]], half)
+    padded = np.concatenate((edges[:half], values, edges[half:]))
+    sums = np.zeros(padded.shape[0] + 1, dtype=np.float64)
+    np.cumsum(padded, dtype=np.float64, out=sums[1:])
+    window = 2 * half + 1
+    return ((sums[window:] - sums[:-window]) / window).astype(np.float32)
 
 
 def fragmentation(free: np.ndarray) -> float:

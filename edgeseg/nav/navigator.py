@@ -381,6 +381,11 @@ _WIDEST = 0.9  # the widest corridor NavConfig accepts, as a fraction of the ima
 _SETTLED = 0.01  # steering this close to its target is snapped onto it
 
 
+def _clamp(value: float, low: float, high: float) -> float:
+    """float(np.clip(value, low, high)) for a Python scalar, without numpy's per-call overhead."""
+    return float(min(max(value, low), high))
+
+
 def _check_class_map(class_map: np.ndarray) -> None:
     if not isinstance(class_map, np.ndarray) or class_map.dtype != np.uint8 or class_map.ndim != 2:
         shape = getattr(class_map, "shape", None)
@@ -488,8 +493,11 @@ class Navigator:
         return space.heading_depth(steerings * cfg.max_heading, cfg.car_width / 2 + cfg.margin,
                                    cfg.min_obstacle_width, cfg.far_width, cfg.outside_blocks, cfg.narrow_from)
 
-    def _target_steering(self, space: FreeSpace, previous: Command | None) -> float:
-        """Steering towards the best heading, or full lock to the more open side when none is free."""
+    def _target_steering(self, space: FreeSpace, previous: Command | None) -> tuple[float, float | None]:
+        """Steering towards the best heading, or full lock to the more open side when none is free.
+
+        Returns the steering and its corridor's depth when that was measured (None otherwise).
+        """
         cfg = self.config
         steerings = self._steerings
         depth = self._corridor_depth(space, steerings)
@@ -504,7 +512,7 @@ class Navigator:
         )
         best = int(score.argmax())
         if depth[best] >= cfg.stop_clearance:
-            return float(steerings[best])
+            return float(steerings[best]), float(depth[best])
         # No heading is free: full lock towards the half with more floor, so the car can turn in
         # place; with no difference, keep turning the way it last turned (right at first).
         columns = space.column_depth + space.column_free
@@ -512,8 +520,11 @@ class Navigator:
         left = float(columns[:half].sum())
         right = float(columns[columns.shape[0] - half:].sum())
         if abs(right - left) > 1e-6 * max(half, 1):
-            return 1.0 if right > left else -1.0
-        return -1.0 if previous_steering < 0 else 1.0
+            lock = 1.0 if right > left else -1.0
+        else:
+            lock = -1.0 if previous_steering < 0 else 1.0
+        at_lock = np.flatnonzero(steerings == lock)
+        return lock, float(depth[at_lock[0]]) if at_lock.size else None
 
     def step(self, class_map: np.ndarray) -> Command:
         """The command for one class map (uint8 HxW); raises EdgesegError for anything else."""
@@ -521,24 +532,27 @@ class Navigator:
         space = self.free_space(class_map)
         previous = self._previous
 
-        target = self._target_steering(space, previous)
+        target, target_depth = self._target_steering(space, previous)
         steering = target
         if previous is not None:
             change = cfg.steering_smoothing * (target - previous.steering)
             limit = cfg.max_steering_step
-            steering = previous.steering + float(np.clip(change, -limit, limit))
+            steering = previous.steering + _clamp(change, -limit, limit)
             if abs(target - steering) < _SETTLED:  # an exponential approach never arrives
                 steering = target
-        steering = float(np.clip(steering, -1.0, 1.0))
+        steering = _clamp(steering, -1.0, 1.0)
 
         # Clearance of the corridor the car actually steers into, not the one it aims for, and
         # the smallest of the last free_frames frames: stop at once, drive on only once free
         # space has lasted.
-        seen = float(np.clip(self._corridor_depth(space, np.array([steering]))[0], 0.0, 1.0))
+        if steering == target and target_depth is not None:  # settled: that corridor was measured
+            seen = _clamp(target_depth, 0.0, 1.0)
+        else:
+            seen = _clamp(float(self._corridor_depth(space, np.array([steering]))[0]), 0.0, 1.0)
         clearance = min(seen, *self._recent) if self._recent else seen
         self._recent.append(seen)  # keeps nothing when free_frames is 1
         fragmented = min(space.fragmentation / cfg.fragmentation_scale, 1.0)
-        confidence = float(np.clip(space.classified * (1.0 - fragmented), 0.0, 1.0))
+        confidence = _clamp(space.classified * (1.0 - fragmented), 0.0, 1.0)
 
         if space.traversable == 0.0:
             reason = NO_GROUND
@@ -560,7 +574,7 @@ class Navigator:
             throttle *= 1.0 - cfg.confidence_slowdown * (1.0 - confidence)
             if previous is not None and throttle > previous.throttle:  # speed up gently, brake at once
                 throttle = min(throttle, previous.throttle + cfg.max_throttle_rise)
-        throttle = float(np.clip(throttle, 0.0, 1.0))
+        throttle = _clamp(throttle, 0.0, 1.0)
 
         command = Command(steering, throttle, stop, clearance, confidence, reason)
         self._previous = command
