@@ -869,9 +869,8 @@ class SyntheticSource(Source):
                 return Read(ReadStatus.END, message=f"{self.uri} was interrupted")
         rgb, mask = self.world.render(self.pose, self.camera)
         self.last_mask = mask
-        read = self._deliver(rgb)
-        self._drive(index, step_pose)
-        return read
+        self._drive(index, step_pose)  # before delivery: the frame's timestamp is when read() returns it
+        return self._deliver(rgb)
 
     def _drive(self, index: int, step_pose: Callable[..., Any]) -> None:
         """Move the car one frame along the policy; respawn it if it would hit something."""
