@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/stream_pipeline.py --model nav.int8.cpu.onnx [--frames 5000]
         [--rounds 3] [--block-frames 1000] [--camera-frames 300] [--model-frames 300]
-        [--modes full paced replay camera] [--threads 1]
+        [--modes full read-ahead replay camera] [--threads 1]
 
 The model is the INT8 CPU engine of the 256x256 navigation model; make one from the synthetic run:
 
@@ -21,8 +21,9 @@ alike; the ratios are the median over the blocks of a mode:
 - the pipeline: source -> segmenter -> navigator ("balanced") -> commands to a file:
   throughput, capture-to-command latency (each command line's `latency_ms`: from the moment the
   source delivered the frame to the moment its command was written; the first 50 frames left
-  out), the telemetry's stage p50s (the last 2048 frames), dropped frames, and RSS growth after
-  a warm-up (`--warmup`, default a fifth of the run; psutil, sampled twice a second).
+  out), the telemetry's stage p50s (the last 2048 frames; handoff = segmented -> the navigation
+  thread took it), dropped frames, and RSS growth after a warm-up (`--warmup`, default a fifth of
+  the run; psutil, sampled twice a second).
 
 First one long run of `--frames` frames in `--memory-mode` (the memory target), then `--rounds`
 rounds of short blocks (`--block-frames`) of every mode, the order reversed every other round.
@@ -31,12 +32,12 @@ rounds of short blocks (`--block-frames`) of every mode, the order reversed ever
 may read one. The pipeline modes (`--modes`):
 
 - `full`: `synthetic://?size=256x256&realtime=0`, the pipeline as `edgeseg stream` runs it: every
-  frame processed, the next frame read ahead while the current one is inferred;
-- `paced`: the same source with `PipelineConfig(pace_reads=True)`: each frame read just in time
-  for inference, so it does not wait in the pipeline;
+  frame processed, each frame read (rendered) just in time for inference;
+- `read-ahead`: the same with `PipelineConfig(pace_reads=False)` (`edgeseg stream --read-ahead`):
+  the next frame rendered while the current one is inferred, so it waits in the slot;
 - `replay`: the pool's frames from memory (a source that costs no CPU, like a camera whose
-  frames arrive by DMA; the synthetic renderer costs about as much CPU as the INT8 model and runs
-  beside it, which a robot's camera does not), paced: the pipeline's own overhead;
+  frames arrive by DMA; the synthetic renderer costs about half as much CPU as the INT8 model and
+  runs beside it, which a robot's camera does not): the pipeline's own overhead;
 - `camera`: `synthetic://?size=256x256&fps=30` in real time, newest frame wins (`--camera-frames`
   frames): what the robot sees with a 30 fps camera; its throughput is the camera's, so only the
   latency ratio applies.
@@ -87,13 +88,13 @@ class Mode:
 
     what: str
     source: str  # "synthetic" (the renderer at full speed), "replay" (the pool) or "camera" (30 fps)
-    pace_reads: bool = False
+    pace_reads: bool = True
 
 
 MODES = {
-    "full": Mode("synthetic renderer, full speed, read ahead (the default)", "synthetic"),
-    "paced": Mode("synthetic renderer, full speed, reads paced", "synthetic", pace_reads=True),
-    "replay": Mode("pre-rendered frames from memory, reads paced", "replay", pace_reads=True),
+    "full": Mode("synthetic renderer, full speed, reads just in time (the default)", "synthetic"),
+    "read-ahead": Mode("synthetic renderer, full speed, next frame read ahead", "synthetic", pace_reads=False),
+    "replay": Mode("pre-rendered frames from memory, reads just in time", "replay"),
     "camera": Mode("synthetic renderer at 30 fps, live, newest frame wins", "camera"),
 }
 
@@ -257,14 +258,14 @@ def main() -> int:
         rows.append({"run": f"pipeline {block['mode']} ({block['block']})", "frames": block["frames"],
                      "fps": block["fps"], "latency_p50_ms": block["c2c_p50_ms"], "c2c_p95_ms": block["c2c_p95_ms"],
                      "queue_p50_ms": stages.get("queue"), "infer_p50_ms": stages.get("infer"),
-                     "nav_p50_ms": stages.get("nav"), "capture_p50_ms": stages.get("capture"),
+                     "handoff_p50_ms": stages.get("handoff"), "nav_p50_ms": stages.get("nav"), "capture_p50_ms": stages.get("capture"),
                      "dropped": block["dropped"], "growth_MB": block["growth_MB"],
                      "fps_ratio": block["throughput_ratio"], "c2c_ratio": block["c2c_ratio"]})
         rows.append(model_row(after))
     print()
     print_table(rows, ["run", "frames", "fps", "latency_p50_ms", "c2c_p95_ms", "queue_p50_ms", "infer_p50_ms",
-                       "nav_p50_ms", "capture_p50_ms", "dropped", "growth_MB", "fps_ratio", "c2c_ratio"])
-    print("latency_p50_ms: model only = the seg call; pipeline = capture to command (queue + seg + nav + send);\n"
+                       "handoff_p50_ms", "nav_p50_ms", "capture_p50_ms", "dropped", "growth_MB", "fps_ratio", "c2c_ratio"])
+    print("latency_p50_ms: model only = the seg call; pipeline = capture to command (queue + seg + handoff + nav + send);\n"
           "queue = frame delivered -> inference took it; capture = inside source.read() (camera: includes the wait);\n"
           "ratios against the mean of the model-only blocks before and after")
     print()

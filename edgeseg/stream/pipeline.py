@@ -1,25 +1,29 @@
-"""The streaming pipeline: capture, inference and output in three threads, newest frame wins.
+"""The streaming pipeline: capture, inference, navigation and output in four threads, newest frame wins.
 
-    source ──▶ [capture thread] ──slot──▶ [inference thread] ──slot──▶ [output thread]
-               source.read()              segmenter.seg()              render_view()
-                                          navigator.step()             window, recording,
-                                          command sinks                 server, frame folder
+    source ──▶ [capture] ──slot──▶ [inference] ──slot──▶ [navigation] ──slot──▶ [output]
+               source.read()       segmenter.seg()       navigator.step()       render_view()
+                                                          command sinks          window, recording,
+                                                                                 server, frame folder
 
 Between the stages sits a single-slot mailbox (`LatestSlot`), never a queue: for a live source
 (camera, network stream) a new frame replaces one the next stage has not taken yet, and the
 replaced frame is counted as dropped, so the robot always acts on the newest picture and memory
 never grows. For files, folders and the non-real-time synthetic drive nothing is dropped: the
 capture waits for the slot instead (`PipelineConfig.drop_stale` overrides either way).
-Such a source is read ahead: the next frame waits in the slot while the current one is
-inferred, which keeps inference busy but adds up to two inference times of capture-to-command
-latency. `PipelineConfig.pace_reads` reads each frame just in time instead: once inference has
-taken the previous frame, and timed (from the recent read and inference times) to end about when
-inference is ready for it, so a frame barely waits (for closed-loop simulation and latency
-measurements; a source whose read times jitter can then cost a little throughput).
+Such a source is read just in time (`PipelineConfig.pace_reads`, the default): once inference
+has taken the previous frame, and timed (from the recent read and inference times, medians) to
+end about when inference is ready for it, so a frame barely waits and its command reflects the
+world as it is now. Read ahead instead (`pace_reads=False`, `edgeseg stream --read-ahead`), the
+next frame waits in the slot while the current one is inferred: a few percent more throughput
+for offline work, at up to two inference times of capture-to-command latency.
 
-Commands are sent on the inference thread right after navigation, so they never wait for drawing
-or video encoding. Every frame carries its `time.perf_counter()` capture timestamp, from which
-capture-to-command and capture-to-output latencies are measured.
+Navigation and commands have a thread of their own: the inference thread hands a segmented frame
+over and takes the next frame at once, so the model is never idle while the navigator and the
+command sinks run (on another core, since ONNX Runtime and OpenCV release the GIL), and a command
+never waits for drawing or video encoding. Every segmented frame gets its command: the inference
+thread waits for the navigation thread rather than drop a frame there (navigation is far cheaper
+than inference, so it never waits long). Every frame carries its `time.perf_counter()` capture
+timestamp, from which capture-to-command and capture-to-output latencies are measured.
 
 The pipeline closes its sinks when the run ends (finalising recordings) and aborts a sink that
 failed; the source and the segmenter belong to the caller. It installs no signal handlers: the
@@ -52,7 +56,7 @@ FAILED = "failed"
 
 THREAD_EXIT_S = 5.0  # how long join() waits for a stage thread after the run ended
 PACE_WINDOW = 16  # recent frames whose read and inference times pace the reads (pace_reads)
-PACE_MARGIN_S = 0.0005  # a paced read aims to end this long before inference is ready for the frame
+PACE_MARGIN_S = 0.0002  # a paced read aims to end this long before inference is ready for the frame
 
 
 class LatestSlot(Generic[T]):
@@ -144,8 +148,9 @@ class PipelineConfig:
             None: drop for live sources only.
         read_timeout_s: how long one source read may wait before the capture thread checks for stop.
         pace_reads: when frames are not dropped, read each frame just in time for inference
-            instead of reading ahead (lower capture-to-command latency; see the module notes).
-            Live sources deliver at their own pace and ignore it.
+            (True) or read the next one while the current one is inferred (False: a little more
+            throughput, much more capture-to-command latency; see the module notes). Live
+            sources deliver at their own pace and ignore it.
     """
 
     view: str = "overlay"
@@ -154,7 +159,7 @@ class PipelineConfig:
     max_frames: int | None = None
     drop_stale: bool | None = None
     read_timeout_s: float = 0.2
-    pace_reads: bool = False
+    pace_reads: bool = True
 
     def __post_init__(self) -> None:
         check_view(self.view, self.alpha)
@@ -201,15 +206,23 @@ class _Captured:
     capture_s: float
 
 
+@dataclass(eq=False)
+class _Segmented:
+    read: Read
+    segmentation: Any
+    timings: dict[str, float]
+    segmented_at: float  # time.perf_counter() when seg() returned
+
+
 class StreamPipeline:
-    """Runs a segmenter (and optionally a navigator) on a source, feeding sinks, in three threads.
+    """Runs a segmenter (and optionally a navigator) on a source, feeding sinks, in four threads.
 
     Args:
         source: an opened `Source`.
         segmenter: an opened `Segmenter` (anything with `.spec` and `.seg(frame)`).
         navigator: a `Navigator`, or None to stream without driving commands.
         sinks: outputs; those with `needs_view` get the drawn view on the output thread, the
-            others (commands) get each result on the inference thread.
+            others (commands) get each result on the navigation thread.
         config: `PipelineConfig`.
         telemetry: where timings and counters go (a new one if None).
     """
@@ -237,6 +250,7 @@ class StreamPipeline:
             raise EdgesegError(f"{names} need navigation commands; enable navigation (drop --no-nav)")
         self._max_heading = float(getattr(getattr(navigator, "config", None), "max_heading", 0.8))
         self._frames: LatestSlot[_Captured] = LatestSlot()
+        self._segmented: LatestSlot[_Segmented] = LatestSlot()
         self._results: LatestSlot[FrameResult] = LatestSlot()
         self._stop_capture = threading.Event()  # capture ends; later stages drain what they hold
         self._abort = threading.Event()  # every stage ends at once
@@ -247,7 +261,7 @@ class StreamPipeline:
         self._failed_sinks: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._finished = False
-        self._busy_s: float | None = None  # inference time per frame, low estimate (pace_reads)
+        self._busy_s: float | None = None  # inference time per frame, median (pace_reads)
         self.telemetry.info.update(
             source=source.uri,
             view=config.view,
@@ -260,11 +274,11 @@ class StreamPipeline:
     # -- control
 
     def start(self) -> "StreamPipeline":
-        """Start the three threads and return at once; `join()` waits for the end."""
+        """Start the four threads and return at once; `join()` waits for the end."""
         if self._threads:
             raise EdgesegError("this pipeline was already started; make a new one for another run")
         for name, target in (("capture", self._capture_loop), ("inference", self._inference_loop),
-                             ("output", self._output_loop)):
+                             ("navigation", self._navigation_loop), ("output", self._output_loop)):
             thread = threading.Thread(target=target, name=f"edgeseg-{name}", daemon=True)
             self._threads.append(thread)
         for thread in self._threads:
@@ -299,7 +313,7 @@ class StreamPipeline:
         """
         if not self._threads:
             raise EdgesegError("start() the pipeline before join()")
-        capture, inference, output = self._threads
+        capture, inference, navigation, output = self._threads
         try:
             while output.is_alive():
                 output.join(tick_interval_s)
@@ -310,9 +324,9 @@ class StreamPipeline:
             raise
         finally:
             self._stop_capture.set()
-            for thread in (output, inference, capture):
+            for thread in (output, navigation, inference, capture):
                 thread.join(THREAD_EXIT_S)
-            if not output.is_alive() and not inference.is_alive():
+            if not any(thread.is_alive() for thread in (output, navigation, inference)):
                 self._finish_sinks()
             self.telemetry.close()
         if self._error is not None:
@@ -370,7 +384,7 @@ class StreamPipeline:
 
     def _wait_for_read_time(self, read_times: collections.deque[float]) -> bool:
         """pace_reads: wait until inference took the last frame and the next read would end as it
-        is ready for another (its busy time minus a high estimate of the read time); False on stop."""
+        is ready for another (its median busy time minus a high estimate of the read time); False on stop."""
         if not self._frames.wait_empty(self._stop_capture):
             return False
         busy = self._busy_s
@@ -391,17 +405,12 @@ class StreamPipeline:
                         break
                     continue
                 taken = time.perf_counter()
-                result = self._process(item)
+                segmented = self._segment(item)
                 processed += 1
-                if self.drop_stale:
-                    replaced = self._results.put(result)
-                    if replaced is not None:
-                        self.telemetry.count("dropped_output")
-                        self.telemetry.frame(_frame_record(replaced, "dropped_before_output"))
-                elif not self._results.put_wait(result, self._abort):
+                if not self._segmented.put_wait(segmented, self._abort):
                     break
                 busy_times.append(time.perf_counter() - taken)
-                self._busy_s = sorted(busy_times)[len(busy_times) // 4]  # low: a paced read ends early, not late
+                self._busy_s = sorted(busy_times)[len(busy_times) // 2]
                 if max_frames is not None and processed >= max_frames:
                     self._end(MAX_FRAMES)
                     self._stop_capture.set()
@@ -409,15 +418,42 @@ class StreamPipeline:
         except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
             self._fail(err)
         finally:
-            self._results.close()
+            self._segmented.close()
 
-    def _process(self, item: _Captured) -> FrameResult:
-        """Segment, navigate and send the command for one frame."""
-        read, telemetry = item.read, self.telemetry
+    def _segment(self, item: _Captured) -> _Segmented:
+        read = item.read
         timings = {"capture": item.capture_s, "queue": time.perf_counter() - read.timestamp}
         segmentation = self.segmenter.seg(read.frame)
+        segmented_at = time.perf_counter()
         for stage in ("preprocess", "infer", "postprocess"):
             timings[stage] = float(segmentation.timings.get(stage, 0.0))
+        return _Segmented(read, segmentation, timings, segmented_at)
+
+    def _navigation_loop(self) -> None:
+        try:
+            while not self._abort.is_set():
+                item = self._segmented.get(timeout=0.1)
+                if item is None:
+                    if self._segmented.finished:
+                        break
+                    continue
+                result = self._navigate(item)
+                if self.drop_stale:
+                    replaced = self._results.put(result)
+                    if replaced is not None:
+                        self.telemetry.count("dropped_output")
+                        self.telemetry.frame(_frame_record(replaced, "dropped_before_output"))
+                elif not self._results.put_wait(result, self._abort):
+                    break
+        except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
+            self._fail(err)
+        finally:
+            self._results.close()
+
+    def _navigate(self, item: _Segmented) -> FrameResult:
+        """Navigate and send the command for one segmented frame."""
+        read, segmentation, timings, telemetry = item.read, item.segmentation, item.timings, self.telemetry
+        timings["handoff"] = time.perf_counter() - item.segmented_at
         command = None
         if self.navigator is not None:
             started = time.perf_counter()

@@ -29,6 +29,7 @@ STAGES = (
     "preprocess",  # resize and normalise (Segmenter)
     "infer",  # the model's forward pass
     "postprocess",  # argmax and resize back to the frame
+    "handoff",  # segmented -> the navigation stage took it
     "nav",  # Navigator.step
     "output",  # drawing the view and writing every view sink (window, recording, server, folder)
     "capture_to_command",  # frame read -> command sent (or result ready without navigation)
