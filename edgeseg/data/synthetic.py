@@ -158,8 +158,10 @@ class SyntheticDataset:
 
 
 def _sample_pose(world: World, rng: np.random.Generator) -> Pose:
-    """A free pose; half of the time 0.25-2 m from an obstacle and roughly facing it."""
-    if world.obstacles and rng.random() < 0.5:
+    """A free pose: 40% 0.25-2 m from an obstacle and roughly facing it, 25% brushing past a
+    surface (`_grazing_pose`), the rest anywhere."""
+    draw = rng.random()
+    if world.obstacles and draw < 0.4:
         for _ in range(20):
             ob = world.obstacles[int(rng.integers(len(world.obstacles)))]
             bearing = rng.uniform(-math.pi, math.pi)
@@ -168,4 +170,32 @@ def _sample_pose(world: World, rng: np.random.Generator) -> Pose:
             if world.clearance(x, y) >= 0.15:
                 heading = bearing + math.pi + rng.uniform(-0.5, 0.5)
                 return Pose(x, y, math.atan2(math.sin(heading), math.cos(heading)))
+    elif draw < 0.65:
+        pose = _grazing_pose(world, rng)
+        if pose is not None:
+            return pose
     return world.random_free_pose(rng, margin_m=0.2)
+
+
+def _grazing_pose(world: World, rng: np.random.Generator) -> Pose | None:
+    """A pose 0.08-0.6 m from the nearest surface (wall or obstacle), heading along it or turned
+    up to 60 degrees into it; None if no such spot turns up.
+
+    What a car sees as it brushes past a wall: the wall's lower part fills one side of the frame
+    close up, which uniformly drawn poses almost never show, and a model that has not seen it
+    calls it floor (the closed-loop simulator's collisions).
+    """
+    sx, sy = world.size_m
+    for _ in range(20):
+        xs, ys = rng.uniform(0.0, sx, 256), rng.uniform(0.0, sy, 256)
+        clearance = world.clearance(xs, ys)
+        near = np.flatnonzero((clearance >= 0.08) & (clearance <= 0.6))
+        if len(near):
+            x, y = float(xs[near[0]]), float(ys[near[0]])
+            step = 0.01  # the clearance gradient points away from the nearest surface
+            away = math.atan2(float(world.clearance(x, y + step) - world.clearance(x, y - step)),
+                              float(world.clearance(x + step, y) - world.clearance(x - step, y)))
+            side = 1.0 if rng.random() < 0.5 else -1.0
+            heading = away + side * (math.pi / 2 + rng.uniform(0.0, math.radians(60.0)))
+            return Pose(x, y, math.atan2(math.sin(heading), math.cos(heading)))
+    return None

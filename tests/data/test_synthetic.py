@@ -225,6 +225,23 @@ def test_random_free_pose_keeps_its_margin_and_is_reproducible():
         world.random_free_pose(rng, margin_m=50.0)
 
 
+def test_grazing_poses_run_along_a_nearby_wall_turned_towards_it():
+    from edgeseg.data.synthetic import _grazing_pose
+
+    world = World(size_m=(4.0, 4.0), obstacles=())  # only the room's walls
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        pose = _grazing_pose(world, rng)
+        assert pose is not None
+        gap = world.clearance(pose.x, pose.y)
+        assert 0.08 <= gap <= 0.6
+        # The nearest wall's inward normal, and how far the heading is turned from it.
+        distances = {0.0: pose.x, math.pi: 4.0 - pose.x, math.pi / 2: pose.y, -math.pi / 2: 4.0 - pose.y}
+        normal = min(distances, key=distances.get)
+        turned = abs(math.remainder(pose.heading - normal, 2 * math.pi))
+        assert math.radians(89) <= turned <= math.radians(151)  # along the wall, up to 60 degrees into it
+
+
 def test_generated_worlds_have_separate_obstacles_inside_the_room():
     for seed in range(3):
         world = World.generate(seed)
