@@ -61,6 +61,25 @@ def test_commands_to_stdout(main, stream_models, capsys) -> None:
     assert [json.loads(line)["frame"] for line in out.splitlines()] == [0, 1, 2]  # stdout holds only JSON
 
 
+@pytest.mark.parametrize("flags, paced", [([], True), (["--read-ahead"], False)])
+def test_reads_just_in_time_unless_read_ahead(main, stream_models, monkeypatch, capsys, flags, paced) -> None:
+    from edgeseg.stream import pipeline
+
+    configs = []
+    real = pipeline.StreamPipeline
+
+    def recording(*args, **kwargs):
+        made = real(*args, **kwargs)
+        configs.append(made.config)
+        return made
+
+    monkeypatch.setattr(pipeline, "StreamPipeline", recording)
+    code = main(["stream", "--source", "synthetic://?size=48x32&realtime=0", "--model",
+                 str(stream_models.onnx_path), "--max-frames", "3", "--no-status", *flags])
+    assert code == 0, capsys.readouterr().err
+    assert [config.pace_reads for config in configs] == [paced]
+
+
 def test_camera_not_found(main, stream_models, capsys) -> None:
     code = main(["stream", "--camera", "/dev/video99", "--model", str(stream_models.onnx_path)])
     assert code == 1
