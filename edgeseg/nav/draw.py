@@ -39,7 +39,12 @@ def draw_command(image: np.ndarray, command: Command, *, max_heading: float = 0.
     bar = int(command.clearance * (height - 1))
     cv2.rectangle(out, (0, height - 1 - bar), (max(2, width // 40), height - 1), (240, 200, 40), -1)
     text = f"{command.reason} thr {command.throttle:.2f} conf {command.confidence:.2f}"
-    scale = max(0.3, width / 900)
-    cv2.putText(out, text, (max(4, width // 30), max(12, height // 14)), cv2.FONT_HERSHEY_SIMPLEX,
-                scale, colour, max(1, thickness // 2), cv2.LINE_AA)
+    font, scale, weight = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, width / 900), max(1, thickness // 2)
+    (text_width, text_height), baseline = cv2.getTextSize(text, font, scale, weight)
+    x, y = max(4, width // 30), max(12, height // 14)
+    pad = max(2, text_height // 3)
+    # A darkened box behind the text, so it reads over light walls and floor too.
+    rows = slice(max(0, y - text_height - pad), min(height, y + baseline + pad))
+    out[rows, max(0, x - pad):min(width, x + text_width + pad)] //= 3
+    cv2.putText(out, text, (x, y), font, scale, colour, weight, cv2.LINE_AA)
     return out

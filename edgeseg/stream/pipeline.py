@@ -1,4 +1,4 @@
-"""The streaming pipeline: capture, inference, navigation and output in four threads, newest frame wins.
+"""The streaming pipeline: capture, inference, navigation and output threads, newest frame wins.
 
     source ──▶ [capture] ──slot──▶ [inference] ──slot──▶ [navigation] ──slot──▶ [output]
                source.read()       segmenter.seg()       navigator.step()       render_view()
