@@ -36,7 +36,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -398,12 +398,7 @@ class StreamPipeline:
         max_frames = self.config.max_frames
         busy_times: collections.deque[float] = collections.deque(maxlen=PACE_WINDOW)
         try:
-            while not self._abort.is_set():
-                item = self._frames.get(timeout=0.1)
-                if item is None:
-                    if self._frames.finished:
-                        break
-                    continue
+            for item in self._take_all(self._frames):
                 taken = time.perf_counter()
                 segmented = self._segment(item)
                 processed += 1
@@ -431,12 +426,7 @@ class StreamPipeline:
 
     def _navigation_loop(self) -> None:
         try:
-            while not self._abort.is_set():
-                item = self._segmented.get(timeout=0.1)
-                if item is None:
-                    if self._segmented.finished:
-                        break
-                    continue
+            for item in self._take_all(self._segmented):
                 result = self._navigate(item)
                 if self.drop_stale:
                     replaced = self._results.put(result)
@@ -483,12 +473,7 @@ class StreamPipeline:
         telemetry = self.telemetry
         config = self.config
         try:
-            while not self._abort.is_set():
-                result = self._results.get(timeout=0.1)
-                if result is None:
-                    if self._results.finished:
-                        break
-                    continue
+            for result in self._take_all(self._results):
                 started = time.perf_counter()
                 view = None
                 if self._view_sinks:
@@ -508,6 +493,15 @@ class StreamPipeline:
             self._fail(err)
 
     # -- helpers
+
+    def _take_all(self, slot: LatestSlot[T]) -> Iterator[T]:
+        """The items of `slot` as they come, until it is closed and drained or the run is aborted."""
+        while not self._abort.is_set():
+            item = slot.get(timeout=0.1)
+            if item is not None:
+                yield item
+            elif slot.finished:
+                return
 
     def _write(self, sink: Sink, result: FrameResult, view: np.ndarray | None) -> None:
         try:
