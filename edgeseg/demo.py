@@ -205,7 +205,7 @@ def _evaluate(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
     _same_as(log, f"edgeseg evaluate {paths.run} --data '{config.data}' --subset test --out {paths.eval_dir}")
     report = evaluate(paths.run, config.data, subset="test", out_dir=paths.eval_dir, json_path=json_path,
                       progress=config.progress)
-    log("\n" + report.table)
+    log("scores on the test split of unseen worlds:\n" + report.table)
     return {"json": str(json_path), "outputs": [str(json_path)], "images": report.images, "mean_iou": report.scores.mean_iou,
             "pictures": dict(report.pictures)}
 
@@ -271,7 +271,7 @@ def _verify(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
                       f"--max-frames {config.eval_frames} --json {out_dir}/verify.json")
         report = verify(paths.onnx, engine, config.data, subset="test", max_frames=config.eval_frames,
                         out_dir=out_dir, json_path=out_dir / "verify.json", progress=config.progress)
-        log("\n" + report.table())
+        log("float against the engine on the same frames:\n" + report.table())
         results.append({"engine": str(engine), "json": str(out_dir / "verify.json"),
                         "float_mean_iou": report.float_scores.mean_iou,
                         "engine_mean_iou": report.engine_scores.mean_iou,
@@ -288,7 +288,7 @@ def _bench(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
     json_path = paths.out / "bench.json"
     _same_as(log, f"edgeseg bench {' '.join(str(m) for m in models)} --runs {config.bench_runs} --json {json_path}")
     report = bench([str(m) for m in models], runs=config.bench_runs, json_path=json_path, progress=config.progress)
-    log("\n" + report.table())
+    log("batch-1 latency, each model alone in a fresh process:\n" + report.table())
     rows = [{"model": r.model, "backend": r.backend, "precision": r.precision, "p50_ms": r.latency_p50_ms,
              "p95_ms": r.latency_p95_ms, "fps": r.fps, "peak_mib": r.peak_rss_mib} for r in report.rows]
     record = {"json": str(json_path), "rows": rows, "machine": report.machine, "outputs": [str(json_path)]}
