@@ -5,7 +5,7 @@ takes part in three calls:
 
 * `write(result, view)`: one processed frame. `view` is the picture drawn once per frame for all
   sinks that set `needs_view` (None for the others). Sinks without `needs_view` (commands) run on
-  the inference thread right after navigation, so a command never waits for video encoding;
+  the navigation thread right after navigation, so a command never waits for video encoding;
   the others run on the output thread.
 * `close()`: the run ended (end of stream, max frames, Ctrl-C, a source failure): finalise.
 * `abort()`: this sink failed: discard what it wrote, leave nothing half-written.
@@ -368,7 +368,7 @@ class CommandSink:
     A file is written as it goes, one flushed line per frame, so a controller can follow it
     (`tail -f`); `-` is standard output; `udp://host:port` sends each object as one datagram
     (send failures, e.g. the network is down, are counted in `send_errors`, not fatal).
-    Runs on the inference thread, right after navigation.
+    Runs on the navigation thread, right after navigation.
     """
 
     needs_view = False
