@@ -23,6 +23,7 @@ Only numpy: this runs on the robot.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -85,36 +86,68 @@ class FreeSpace:
                 (the camera cannot vouch for them), instead of ignoring them.
         """
         rows, cols = self.grid_shape
-        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
-        height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
-        centre = (offsets * height + 1.0) * (cols / 2.0)
-        # np.minimum/np.maximum, not np.clip: a few microseconds less each, and this runs every frame
-        narrowing = np.minimum(np.maximum((height - narrow_from) / max(1.0 - narrow_from, 1e-6), 0.0), 1.0)
-        half = half_width * cols * (1.0 - (1.0 - far_width) * narrowing)
-        left, right = np.floor(centre - half + 0.5), np.floor(centre + half + 0.5)
-        lo = np.minimum(np.maximum(left, 0), cols - 1).astype(np.intp)
-        hi = np.minimum(np.maximum(right, lo + 1), cols).astype(np.intp)
+        lo, hi, threshold = _corridors(rows, cols, _key(offsets), float(half_width), float(min_obstacle_width),
+                                       float(far_width), bool(outside_blocks), float(narrow_from))
         row_index = np.arange(rows + 1)
         counts = self.row_counts[row_index, hi] - self.row_counts[row_index, lo]
-        need = np.maximum(1, np.round(min_obstacle_width * 2 * half)).astype(np.intp)
-        if outside_blocks:
-            outside = (np.maximum(-left, 0) + np.maximum(right - cols, 0)).astype(np.intp)
-            blocked = counts + outside >= need
-        else:
-            blocked = counts >= np.minimum(need, hi - lo)
+        blocked = counts >= threshold
         blocked[:, rows] = True  # the horizon ends every corridor
         return blocked.argmax(axis=1).astype(np.float32) / np.float32(rows)
 
     def openness(self, offsets: np.ndarray, half_width: float) -> np.ndarray:
         """Mean column depth around where each heading meets the horizon (outside the image: 0)."""
         cols = self.column_depth.shape[0]
-        offsets = np.asarray(offsets, dtype=np.float32)
-        centre = (offsets + 1.0) * (cols / 2.0)
-        lo = np.minimum(np.maximum(np.floor(centre - half_width * cols + 0.5), 0), cols).astype(np.intp)
-        hi = np.minimum(np.maximum(np.floor(centre + half_width * cols + 0.5), 0), cols).astype(np.intp)
+        lo, hi = _openness_bounds(cols, _key(offsets), float(half_width))
         sums = np.concatenate(([0.0], np.cumsum(self.column_depth, dtype=np.float64)))
         width = max(1.0, 2 * half_width * cols)
         return ((sums[hi] - sums[lo]) / width).astype(np.float32)
+
+
+# The corridors' cells depend on the grid and the headings, not on the class map, and a navigator
+# asks for the same ones every frame: computed once and cached, a frame pays only for its lookups.
+
+
+def _key(offsets: np.ndarray) -> tuple[float, ...]:
+    """Headings as a hashable cache key, at the float32 precision the corridors use."""
+    return tuple(np.asarray(offsets, dtype=np.float32).ravel().tolist())
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _corridors(
+    rows: int, cols: int, offsets: tuple[float, ...], half_width: float, min_obstacle_width: float,
+    far_width: float, outside_blocks: bool, narrow_from: float,
+) -> tuple[np.ndarray, ...]:
+    """Per heading and grid row (bottom first): the corridor's first and past-last column, and how
+    many obstacle cells in that row block it (see `FreeSpace.heading_depth`)."""
+    heading = np.asarray(offsets, dtype=np.float32).reshape(-1, 1)
+    height = np.arange(rows + 1, dtype=np.float32) / np.float32(rows)  # 0 bottom .. 1 horizon
+    centre = (heading * height + 1.0) * (cols / 2.0)
+    narrowing = np.clip((height - narrow_from) / max(1.0 - narrow_from, 1e-6), 0.0, 1.0)
+    half = half_width * cols * (1.0 - (1.0 - far_width) * narrowing)
+    left, right = np.floor(centre - half + 0.5), np.floor(centre + half + 0.5)
+    lo = np.clip(left, 0, cols - 1).astype(np.intp)
+    hi = np.clip(right, lo + 1, cols).astype(np.intp)
+    need = np.maximum(1, np.round(min_obstacle_width * 2 * half)).astype(np.intp)
+    if outside_blocks:  # cells outside the image count as obstacle cells
+        threshold = need - (np.maximum(-left, 0) + np.maximum(right - cols, 0)).astype(np.intp)
+    else:
+        threshold = np.minimum(need, hi - lo)
+    return _frozen(lo, hi, threshold)
+
+
+@functools.lru_cache(maxsize=64)
+def _openness_bounds(cols: int, offsets: tuple[float, ...], half_width: float) -> tuple[np.ndarray, ...]:
+    """Per heading, the first and past-last column `FreeSpace.openness` averages over."""
+    centre = (np.asarray(offsets, dtype=np.float32) + 1.0) * (cols / 2.0)
+    lo = np.clip(np.floor(centre - half_width * cols + 0.5), 0, cols).astype(np.intp)
+    hi = np.clip(np.floor(centre + half_width * cols + 0.5), 0, cols).astype(np.intp)
+    return _frozen(lo, hi)
 
 
 def ground_grid(class_map: np.ndarray, horizon: float, max_rows: int, max_cols: int) -> np.ndarray:
