@@ -1,8 +1,9 @@
 """An endless, deterministic training set rendered from procedural RC-car worlds.
 
 Sample i is a frame from world `i // frames_per_world` of the dataset's seed, seen from a random
-free pose (half of the time close to and facing an obstacle, because that is what a robot must
-not miss) with random lighting, camera pitch, mount height and field of view. The same
+free pose (40% close to and facing an obstacle, because that is what a robot must not miss, 25%
+brushing past a wall or obstacle, because that is what it sees while it drives along one) with
+random lighting, camera pitch, mount height and field of view. The same
 (seed, i) always gives the same bytes; other seeds give other worlds, which is how validation
 sets are held out. Only numpy and OpenCV (see edgeseg.data.world).
 """
