@@ -38,7 +38,8 @@ def batch_range(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edgeseg.engine.build import BACKEND_CHOICES, CALIB_METHODS, DEFAULT_CALIB_FRAMES, DEFAULT_CALIB_METHOD
+    from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
+    from edgeseg.engine.build import BACKEND_CHOICES
 
     parser.add_argument("model", metavar="MODEL.onnx", type=Path, help="ONNX model from `edgeseg export` "
                         "(float) or `edgeseg calibrate` (INT8)")
@@ -54,10 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib = parser.add_argument_group("INT8 calibration (for a float model)")
     calib.add_argument("--calib", type=Path, metavar="DIR|VIDEO",
                        help="frames to calibrate on: a folder of images or a video from the robot's camera")
-    calib.add_argument("--calib-method", choices=CALIB_METHODS, default=DEFAULT_CALIB_METHOD,
-                       help=f"calibration method (default {DEFAULT_CALIB_METHOD})")
-    calib.add_argument("--calib-frames", type=common.positive_int, default=DEFAULT_CALIB_FRAMES, metavar="N",
-                       help=f"frames to read, spread over the source (default {DEFAULT_CALIB_FRAMES})")
+    calib.add_argument("--calib-method", choices=METHODS, default=DEFAULT_METHOD,
+                       help=f"calibration method (default {DEFAULT_METHOD})")
+    calib.add_argument("--calib-frames", type=common.positive_int, default=DEFAULT_FRAMES, metavar="N",
+                       help=f"frames to read, spread over the source (default {DEFAULT_FRAMES})")
     calib.add_argument("--calib-cache", type=Path, metavar="FILE",
                        help="TensorRT 8.5-10.x only: a legacy calibration cache from `edgeseg calibrate --target "
                             "tensorrt`, used with the float model (e.g. for DLA on JetPack 5)")

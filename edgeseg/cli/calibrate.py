@@ -11,6 +11,8 @@ HELP = "quantize an ONNX model to INT8 (ONNX Runtime calibration) for the CPU or
 
 
 def add_arguments(parser) -> None:
+    from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
+
     parser.add_argument("model", help="the float model.onnx (exported by `edgeseg export`, spec embedded)")
     frames = parser.add_mutually_exclusive_group()
     frames.add_argument("--images", metavar="DIR", help="calibration images (.jpg/.png/.bmp) in a folder")
@@ -20,9 +22,10 @@ def add_arguments(parser) -> None:
                         help="cpu: ONNX Runtime INT8 on this CPU; tensorrt: symmetric Q/DQ + legacy calib cache")
     parser.add_argument("-o", "--out", metavar="FILE", help="quantized model (default: MODEL.int8.onnx for cpu, "
                         "MODEL.trt-int8.onnx for tensorrt, beside the input)")
-    parser.add_argument("-n", "--frames", type=int, default=200, help="calibration frames (default 200; 100+ advised)")
-    parser.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="percentile",
-                        help="ONNX Runtime calibration method (default percentile: the best pixel agreement "
+    parser.add_argument("-n", "--frames", type=int, default=DEFAULT_FRAMES,
+                        help=f"calibration frames (default {DEFAULT_FRAMES}; 100+ advised)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help=f"ONNX Runtime calibration method (default {DEFAULT_METHOD}: the best pixel agreement "
                              "with float in our measurements)")
     parser.add_argument("--format", dest="fmt", choices=("auto", "qdq", "qoperator"), default="auto",
                         help="cpu layout: auto times QDQ and QOperator here and keeps the faster (default)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeseg import __version__
-from edgeseg.calib.quantize import DEFAULT_METHOD
+from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
 from edgeseg.engine.manifest import (
     CalibrationInfo,
     EngineManifest,
@@ -40,9 +40,6 @@ from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_SUFFIXES = (".engine", ".plan")
-CALIB_METHODS = ("entropy", "minmax", "percentile")
-DEFAULT_CALIB_METHOD = DEFAULT_METHOD
-DEFAULT_CALIB_FRAMES = 200
 QUANT_METADATA_KEY = "edgeseg.quantization"
 
 Log = Callable[[str], None]
@@ -75,8 +72,8 @@ class BuildOptions:
     int8: bool = False
     fp16: bool = False
     calib: Path | None = None
-    calib_method: str = DEFAULT_CALIB_METHOD
-    calib_frames: int = DEFAULT_CALIB_FRAMES
+    calib_method: str = DEFAULT_METHOD
+    calib_frames: int = DEFAULT_FRAMES
     calib_cache: Path | None = None
     batch: BatchRange | None = None
     shape: tuple[int, int] | None = None
@@ -307,8 +304,8 @@ def int8_maker(options: BuildOptions, spec: ModelSpec, work_dir: Path, trt_versi
     """A function calibrating a float model into the INT8 layout of a target, or None without --calib."""
     if options.calib is None:
         return None
-    if options.calib_method not in CALIB_METHODS:
-        raise EdgesegError(f"--calib-method {options.calib_method!r}: choose one of {', '.join(CALIB_METHODS)}")
+    if options.calib_method not in METHODS:
+        raise EdgesegError(f"--calib-method {options.calib_method!r}: choose one of {', '.join(METHODS)}")
 
     def make(source: Path, target: str) -> tuple[Path, CalibrationInfo]:
         from edgeseg.calib import CalibrationRanges, calibrate
@@ -333,9 +330,9 @@ def rebuild_command(options: BuildOptions, backend: str, output: Path) -> str:
     args += ["--int8"] * options.int8 + ["--fp16"] * options.fp16
     if options.calib is not None:
         args += ["--calib", str(options.calib)]
-        if options.calib_method != DEFAULT_CALIB_METHOD:
+        if options.calib_method != DEFAULT_METHOD:
             args += ["--calib-method", options.calib_method]
-        if options.calib_frames != DEFAULT_CALIB_FRAMES:
+        if options.calib_frames != DEFAULT_FRAMES:
             args += ["--calib-frames", str(options.calib_frames)]
     for flag, value in (("--calib-cache", options.calib_cache), ("--batch", options.batch),
                         ("--timing-cache", options.timing_cache), ("--dla", options.dla_core)):
