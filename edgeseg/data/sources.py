@@ -258,7 +258,6 @@ def open_dataset(
     return subset_of(full, subset, split, seed)
 
 
-
 def open_dataset_for_model(
     data: str, model_spec: "ModelSpec", subset: str, split: Sequence[float], hint: str, whose: str = "the model's"
 ) -> SegDataset:
@@ -277,6 +276,7 @@ def open_dataset_for_model(
             f"{list(model_spec.class_names)}; {hint}"
         )
     return dataset
+
 
 def _names(text: str, key: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
