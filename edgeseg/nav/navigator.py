@@ -493,11 +493,8 @@ class Navigator:
         return space.heading_depth(steerings * cfg.max_heading, cfg.car_width / 2 + cfg.margin,
                                    cfg.min_obstacle_width, cfg.far_width, cfg.outside_blocks, cfg.narrow_from)
 
-    def _target_steering(self, space: FreeSpace, previous: Command | None) -> tuple[float, float | None]:
-        """Steering towards the best heading, or full lock to the more open side when none is free.
-
-        Returns the steering and its corridor's depth when that was measured (None otherwise).
-        """
+    def _target_steering(self, space: FreeSpace, previous: Command | None) -> float:
+        """Steering towards the best heading, or full lock to the more open side when none is free."""
         cfg = self.config
         steerings = self._steerings
         depth = self._corridor_depth(space, steerings)
@@ -512,7 +509,7 @@ class Navigator:
         )
         best = int(score.argmax())
         if depth[best] >= cfg.stop_clearance:
-            return float(steerings[best]), float(depth[best])
+            return float(steerings[best])
         # No heading is free: full lock towards the half with more floor, so the car can turn in
         # place; with no difference, keep turning the way it last turned (right at first).
         columns = space.column_depth + space.column_free
@@ -520,11 +517,8 @@ class Navigator:
         left = float(columns[:half].sum())
         right = float(columns[columns.shape[0] - half:].sum())
         if abs(right - left) > 1e-6 * max(half, 1):
-            lock = 1.0 if right > left else -1.0
-        else:
-            lock = -1.0 if previous_steering < 0 else 1.0
-        at_lock = np.flatnonzero(steerings == lock)
-        return lock, float(depth[at_lock[0]]) if at_lock.size else None
+            return 1.0 if right > left else -1.0
+        return -1.0 if previous_steering < 0 else 1.0
 
     def step(self, class_map: np.ndarray) -> Command:
         """The command for one class map (uint8 HxW); raises EdgesegError for anything else."""
@@ -532,7 +526,7 @@ class Navigator:
         space = self.free_space(class_map)
         previous = self._previous
 
-        target, target_depth = self._target_steering(space, previous)
+        target = self._target_steering(space, previous)
         steering = target
         if previous is not None:
             change = cfg.steering_smoothing * (target - previous.steering)
@@ -545,10 +539,7 @@ class Navigator:
         # Clearance of the corridor the car actually steers into, not the one it aims for, and
         # the smallest of the last free_frames frames: stop at once, drive on only once free
         # space has lasted.
-        if steering == target and target_depth is not None:  # settled: that corridor was measured
-            seen = _clamp(target_depth, 0.0, 1.0)
-        else:
-            seen = _clamp(float(self._corridor_depth(space, np.array([steering]))[0]), 0.0, 1.0)
+        seen = _clamp(float(self._corridor_depth(space, np.array([steering]))[0]), 0.0, 1.0)
         clearance = min(seen, *self._recent) if self._recent else seen
         self._recent.append(seen)  # keeps nothing when free_frames is 1
         fragmented = min(space.fragmentation / cfg.fragmentation_scale, 1.0)
