@@ -35,6 +35,16 @@ def quiet_calibrate(*args, **kwargs):
     return calibrate(*args, **kwargs)
 
 
+def save_graph(graph, spec: ModelSpec, path: Path) -> Path:
+    """A hand-built graph saved as an opset-17 model with its spec, as `edgeseg export` writes one."""
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(write_spec_metadata(model, spec), str(path))
+    return path
+
+
 def initializers(model) -> dict[str, np.ndarray]:
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
 
@@ -244,11 +254,8 @@ def test_fixed_batch_larger_than_the_frames_is_a_clear_error(tmp_path, scenes, w
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [4, 3, 16, 16])],
         [numpy_helper.from_array(weights, "w")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    model_spec = ModelSpec(class_names=("a", "b", "c"), input_height=16, input_width=16)
-    path = tmp_path / "fixed.onnx"
-    onnx.save(write_spec_metadata(model, model_spec), str(path))
+    path = save_graph(graph, ModelSpec(class_names=("a", "b", "c"), input_height=16, input_width=16),
+                      tmp_path / "fixed.onnx")
     folder = tmp_path / "two"
     write_pictures(folder, scenes(2, seed=3)[0])
     with pytest.raises(DataError, match="fewer than the model's batch size 4"):
@@ -283,11 +290,8 @@ def test_cpu_concat_inputs_share_the_output_range(tmp_path, scenes, write_pictur
          numpy_helper.from_array(classes, "classes_w"),
          numpy_helper.from_array(np.array([1, 4, 16, 16], np.int64), "shape")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     spec = ModelSpec(class_names=("a", "b", "c"), input_height=16, input_width=16)
-    path = tmp_path / "branches.onnx"
-    onnx.save(write_spec_metadata(model, spec), str(path))
+    path = save_graph(graph, spec, tmp_path / "branches.onnx")
     folder = tmp_path / "frames"
     write_pictures(folder, scenes(8, seed=5, size=16)[0])
 
