@@ -54,17 +54,14 @@ from typing import Any, Sequence
 import numpy as np
 
 import edgeseg
+from edgeseg.artifact.spec import ModelSpec
 from edgeseg.errors import DataError, EdgesegError, EngineError, ModelError, SpecError, check_field_range
 from edgeseg.fileio import atomic_write_text
-from edgeseg.spec import SPEC_FILENAME, ModelSpec
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 10
 DEFAULT_MAX_FRAMES = 100
 WORKER_FLAG = "--worker"
-QUANTIZED_OPS = frozenset({
-    "QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
-})
 _ERRORS = {cls.__name__: cls for cls in (EdgesegError, DataError, EngineError, ModelError, SpecError)}
 _STDERR_TAIL = 4000  # characters of a crashed worker's stderr kept in the error
 
@@ -214,57 +211,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeri
 
 
 def inspect_model(path: str | Path, backend: str = "auto", spec: ModelSpec | None = None) -> ModelInfo:
-    """Backend, precision and spec of a model file, without loading it into a runtime.
+    """Backend, precision and spec of a model file (from `edgeseg.artifact.describe`), unopened.
 
     Raises:
         EngineError: no such file, no backend for it, or an unreadable ONNX file or manifest.
     """
-    from edgeseg.engine.manifest import manifest_path, read_manifest
+    from edgeseg.artifact import describe
     from edgeseg.runtime.backends import select_backend
 
     path = Path(path)
     if not path.exists():
         raise EngineError(f"no model at {path}; check the path")
     entry = select_backend(path, backend)
-    if manifest_path(path).is_file() or entry.name == "tensorrt":
-        manifest = read_manifest(path)  # an engine without one fails here, saying how to rebuild
-        return ModelInfo(path, entry.name, manifest.precision, spec or manifest.spec)
-    if path.suffix.lower() == ".onnx":
-        precision, found = onnx_precision_and_spec(path)
-        return ModelInfo(path, entry.name, precision, spec or found)
-    if entry.name == "keras":
-        spec_path = (path if path.is_dir() else path.parent) / SPEC_FILENAME
-        found = ModelSpec.load(spec_path) if spec is None and spec_path.is_file() else None
-        return ModelInfo(path, entry.name, "fp32", spec or found)
-    return ModelInfo(path, entry.name, "unknown", spec)  # a backend registered from outside
-
-
-def onnx_precision_and_spec(path: str | Path) -> tuple[str, ModelSpec | None]:
-    """("int8" | "fp16" | "fp32", embedded spec) of an ONNX file, read with the `onnx` package.
-
-    Without `onnx` (a robot with ONNX Runtime alone) the precision is "unknown".
-    """
-    import importlib.util
-
-    from edgeseg.onnxmeta import load_onnx_model, read_spec_from_onnx_file, spec_from_metadata
-
-    path = Path(path)
-    if importlib.util.find_spec("onnx") is None:
-        return "unknown", read_spec_from_onnx_file(path)
-    model = load_onnx_model(path)
-    spec = spec_from_metadata({entry.key: entry.value for entry in model.metadata_props}, path)
-    return graph_precision(model.graph), spec
-
-
-def graph_precision(graph: Any) -> str:
-    """int8 if any node is a quantized operator, fp16 if any initializer is float16, else fp32."""
-    import onnx
-
-    if any(node.op_type in QUANTIZED_OPS for node in graph.node):
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
-        return "fp16"
-    return "fp32"
+    found = describe(path, spec=spec)
+    return ModelInfo(path, entry.name, found.precision, found.spec)
 
 
 # --- the benchmark ---------------------------------------------------------------------------

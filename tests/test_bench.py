@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.bench import bench, graph_precision, inspect_model
+from edgeseg.artifact.onnxmeta import graph_precision
+from edgeseg.bench import bench, inspect_model
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
 from edgeseg.spec import ModelSpec

@@ -56,7 +56,7 @@ def test_invalid_specs_name_the_problem(changes, message):
 
 
 def test_unknown_and_missing_fields(tmp_path):
-    with pytest.raises(SpecError, match="unknown spec fields"):
+    with pytest.raises(SpecError, match="unknown spec field 'colour'"):
         ModelSpec.from_dict({**make_spec().to_dict(), "colour": 1})
     with pytest.raises(SpecError, match="input_height"):
         ModelSpec.from_dict({"class_names": ["a", "b"], "input_width": 3})
@@ -64,3 +64,28 @@ def test_unknown_and_missing_fields(tmp_path):
         ModelSpec.from_json("{")
     with pytest.raises(SpecError, match="no spec file"):
         ModelSpec.load(tmp_path / "missing.json")
+
+
+def test_spec_json_accepts_the_flag_names_and_old_field_names():
+    flags = ModelSpec.from_dict({"classes": ["road", "lane"], "size": "360x640", "layout": "nchw",
+                                 "channels": "bgr", "scale": 1 / 255, "output": "da", "activation": "logits",
+                                 "traversable": ["road"]})
+    assert flags.class_names == ("road", "lane") and flags.input_size == (360, 640)
+    assert flags.layout == "NCHW" and flags.channel_order == "bgr"
+    assert flags.output_name == "da" and flags.output == "logits"
+    old = make_spec(output="probabilities").to_dict()
+    assert ModelSpec.from_dict(old).output == "probabilities"  # `output` in older files: the kind
+    assert ModelSpec.from_dict({**old, "output_name": "seg"}).output_name == "seg"
+    assert ModelSpec.from_dict({"classes": ["a", "b"], "size": [8, 16]}).input_size == (8, 16)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"clases": ["a", "b"], "size": 8}, "unknown spec field 'clases'; did you mean 'classes'"),
+    ({"classes": ["a", "b"], "sise": 8}, "did you mean 'size'"),
+    ({"classes": ["a", "b"], "size": "8 by 8"}, "size '8 by 8' is not HxW"),
+    ({"classes": ["a", "b"], "size": 8, "input_height": 8}, "input_height is given twice"),
+    ({"size": 8}, r"missing class_names \(--classes\)"),
+])
+def test_spec_json_mistakes_name_the_fix(data, message):
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.from_dict(data)

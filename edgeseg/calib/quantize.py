@@ -56,9 +56,10 @@ from edgeseg.calib.readers import (
     load_calibration_frames,
     warn_on_stderr,
 )
+from edgeseg.artifact.onnxmeta import QUANT_METADATA_KEY, invalid_onnx_error, write_metadata
+from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
 from edgeseg.fileio import file_sha256
-from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
 
 TARGETS = ("cpu", "tensorrt")
 METHODS = ("entropy", "minmax", "percentile")
@@ -66,7 +67,6 @@ FORMATS = ("auto", "qdq", "qoperator")
 DEFAULT_FRAMES = 200
 DEFAULT_EVAL_FRAMES = 100
 RANGES_FORMAT = "edgeseg.calib-ranges/1"
-QUANT_METADATA_KEY = "edgeseg.quantization"
 CHUNK_FRAMES = 8  # frames per calibrator pass: histogram calibration keeps all their tensors (~1 GB at 256x256)
 
 # ONNX Runtime CalibrationMethod names, and the calibrator options edgeseg uses. Percentile
@@ -488,11 +488,7 @@ def _finish_metadata(path: Path, metadata: dict[str, str]) -> None:
     kept = [opset for opset in model.opset_import if (opset.domain or "") in used | {"", "ai.onnx"}]
     del model.opset_import[:]
     model.opset_import.extend(kept)
-    props = {entry.key: entry.value for entry in model.metadata_props}
-    props.update(metadata)
-    del model.metadata_props[:]
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
+    write_metadata(model, metadata)
     onnx.save(model, str(path))
 
 
@@ -841,15 +837,16 @@ def _ranges(
 
 
 def _embedded_spec(model_path: Path) -> ModelSpec:
-    from edgeseg.onnxmeta import read_spec_from_onnx_file
+    from edgeseg.artifact import describe
 
-    spec = read_spec_from_onnx_file(model_path)
-    if spec is None:
+    found = describe(model_path)
+    if found.spec is None:
         raise SpecError(
             f"{model_path} carries no edgeseg spec ({ONNX_METADATA_KEY} metadata), so calibration cannot "
-            "preprocess frames the way the model expects; export it with `edgeseg export`, or pass --spec FILE"
+            "preprocess frames the way the model expects; missing " + "; ".join(found.missing)
+            + "; pass them as flags or --spec FILE, or write them in with `edgeseg spec` (`edgeseg export` for a Keras model)"
         )
-    return spec
+    return found.spec
 
 
 def _prepare(model_path: Path, work_dir: Path) -> Path:
@@ -860,8 +857,6 @@ def _prepare(model_path: Path, work_dir: Path) -> Path:
     import onnx
     from google.protobuf.message import DecodeError
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from edgeseg.onnxmeta import invalid_onnx_error
 
     try:
         onnx.checker.check_model(str(model_path))

@@ -22,10 +22,12 @@ from typing import Any, Callable
 
 from edgeseg import __version__
 from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
-from edgeseg.engine.manifest import (
+from edgeseg.artifact.manifest import (
     CalibrationInfo,
     EngineManifest,
+    GpuInfo,
     ProfileShapes,
+    calibration_from_record,
     manifest_path,
     utc_now,
 )
@@ -35,12 +37,10 @@ from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
 from edgeseg.fileio import atomic_path, file_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
-from edgeseg.runtime.cuda_buffers import GpuInfo
-from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
+from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_SUFFIXES = (".engine", ".plan")
-QUANT_METADATA_KEY = "edgeseg.quantization"
 
 Log = Callable[[str], None]
 
@@ -230,63 +230,28 @@ def check_output(output: Path, onnx_path: Path, choice: BackendChoice) -> None:
 
 
 def read_spec(onnx_path: Path) -> ModelSpec:
-    """The spec embedded in the model (read with `onnx` when installed: a model with ops ONNX
-    Runtime lacks, e.g. TensorRT plugins, still has a readable spec).
+    """The spec embedded in the model (see `edgeseg.artifact.describe`).
 
     Raises:
         EngineError: the file is not a valid ONNX model.
         SpecError: it has no spec, or a malformed one.
     """
-    from edgeseg.onnxmeta import spec_from_metadata
+    from edgeseg.artifact import describe
 
-    spec = spec_from_metadata(onnx_metadata(onnx_path), onnx_path)
-    if spec is None:
+    found = describe(onnx_path)
+    if found.spec is None:
         raise SpecError(
             f"{onnx_path} carries no edgeseg spec ({ONNX_METADATA_KEY} metadata), so the engine's runtime could "
-            "not preprocess frames; export it with `edgeseg export`"
+            "not preprocess frames; missing " + "; ".join(found.missing)
         )
-    return spec
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The ONNX metadata map (the `onnx` package if installed, else ONNX Runtime).
-
-    Raises:
-        EngineError: the file is not a valid ONNX model (names it).
-    """
-    from edgeseg.onnxmeta import invalid_onnx_error, read_spec_from_onnx_file
-
-    if not _module_present("onnx"):
-        read_spec_from_onnx_file(path)  # validates the file through ONNX Runtime
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return dict(session.get_modelmeta().custom_metadata_map)
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError) as err:
-        raise invalid_onnx_error(path, err) from None
-    if not model.HasField("graph") or not model.graph.node:
-        raise invalid_onnx_error(path, "no graph was found in the protobuf")
-    return {entry.key: entry.value for entry in model.metadata_props}
+    return found.spec
 
 
 def quantization_record(path: Path) -> CalibrationInfo | None:
     """The calibration an `edgeseg calibrate` model records about itself, if any."""
-    text = onnx_metadata(path).get(QUANT_METADATA_KEY)
-    if not text:
-        return None
-    try:
-        record = json.loads(text)
-        return CalibrationInfo(f"Q/DQ scales of {path.name}", str(record["ranges_key"]),
-                               int(record.get("frames", 0)), str(record.get("method", "")))
-    except (ValueError, KeyError, TypeError):
-        return None
+    from edgeseg.artifact.onnxmeta import quantization_from_metadata, read_metadata
+
+    return calibration_from_record(quantization_from_metadata(read_metadata(path)), path.name)
 
 
 def frames_source(path: Path) -> Any:

@@ -35,17 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgeseg.engine.manifest import CalibrationInfo, ProfileShapes
-from edgeseg.fileio import file_sha256
+from edgeseg.artifact.formats import TENSORRT_INSTALL_HINT  # noqa: F401  (re-exported for engine.build)
+from edgeseg.artifact.manifest import CalibrationInfo, ProfileShapes
 from edgeseg.errors import EngineError
-from edgeseg.fileio import atomic_write_bytes
+from edgeseg.fileio import atomic_write_bytes, file_sha256
+from edgeseg.runtime.tensorrt_backend import import_tensorrt
 
 logger = logging.getLogger(__name__)
 
-TENSORRT_INSTALL_HINT = (
-    "pip install tensorrt on a desktop; on a Jetson JetPack ships it "
-    "(sudo apt install python3-libnvinfer; virtualenvs need --system-site-packages)"
-)
 QDQ_LAYER_TYPES = ("QUANTIZE", "DEQUANTIZE")
 
 # An int8 model and a calibration step: (source ONNX, target) -> (Q/DQ ONNX, where the scales came from)
@@ -246,15 +243,6 @@ def profile_shapes(
 
 
 # --- TensorRT objects -------------------------------------------------------------------------
-
-
-def import_tensorrt() -> Any:
-    """`import tensorrt`, or an EngineError saying how to install it (JetPack and desktop)."""
-    try:
-        import tensorrt
-    except ImportError as err:
-        raise EngineError(f"TensorRT is not installed ({err}); {TENSORRT_INSTALL_HINT}") from None
-    return tensorrt
 
 
 def make_logger(trt: Any) -> Any:

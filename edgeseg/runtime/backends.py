@@ -26,8 +26,9 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from edgeseg.artifact.formats import runner_install_hint, runner_suffixes
+from edgeseg.artifact.spec import ModelSpec
 from edgeseg.errors import EngineError, SpecError
-from edgeseg.spec import ModelSpec
 
 Shape = tuple[int | None, ...]
 Loader = Callable[..., "Backend"]
@@ -139,6 +140,22 @@ def resolve_spec(explicit: ModelSpec | None, found: ModelSpec | None, path: Path
     raise SpecError(f"no model spec for {path}: {missing}; or pass one with --spec FILE (spec= in Python)")
 
 
+def chosen_output(spec: ModelSpec, outputs: Sequence[str], path: Path) -> str:
+    """The output that drives: the spec's `output_name`, else the first one.
+
+    Raises:
+        SpecError: the spec names an output the model does not have (lists the ones it has).
+    """
+    if not spec.output_name:
+        return outputs[0]
+    if spec.output_name not in outputs:
+        raise SpecError(
+            f"the spec for {path} names output {spec.output_name!r}, but the model's outputs are "
+            f"{', '.join(repr(name) for name in outputs)}; pass one of them with --output NAME"
+        )
+    return spec.output_name
+
+
 def check_spec_matches_model(
     spec: ModelSpec, path: Path, input_name: str, input_shape: Shape, output_shape: Shape | None = None
 ) -> None:
@@ -225,30 +242,30 @@ def _is_keras_run_folder(path: Path) -> bool:
 _BUILTIN_ENTRIES = (
     BackendEntry(
         name="onnxruntime",
-        suffixes=(".onnx",),
+        suffixes=runner_suffixes("onnxruntime"),
         is_available=module_available("onnxruntime"),
         loader=lazy_loader("edgeseg.runtime.onnxruntime_backend", "open_onnxruntime"),
         options=("threads", "optimization", "providers"),
-        install_hint="pip install 'edgeseg[onnx]' (or onnxruntime-gpu for CUDA)",
+        install_hint=runner_install_hint("onnxruntime"),
         description="ONNX Runtime (CUDA when available, else CPU)",
     ),
     BackendEntry(
         name="keras",
-        suffixes=(".keras", ".h5"),
+        suffixes=runner_suffixes("keras"),
         is_available=module_available("keras"),
         loader=lazy_loader("edgeseg.runtime.keras_backend", "open_keras"),
         options=(),
-        install_hint="pip install 'edgeseg[train]'",
+        install_hint=runner_install_hint("keras"),
         matches_path=_is_keras_run_folder,
         description="Keras float reference (model.keras or a run folder)",
     ),
     BackendEntry(
         name="tensorrt",
-        suffixes=(".engine", ".plan"),
+        suffixes=runner_suffixes("tensorrt"),
         is_available=module_available("tensorrt"),
         loader=lazy_loader("edgeseg.runtime.tensorrt_backend", "open_tensorrt"),
         options=("device",),
-        install_hint="install TensorRT (JetPack on a Jetson, or pip install 'edgeseg[tensorrt]')",
+        install_hint=runner_install_hint("tensorrt"),
         description="TensorRT engine from `edgeseg build-engine` (NVIDIA GPU / Jetson)",
     ),
 )

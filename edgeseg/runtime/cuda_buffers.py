@@ -21,11 +21,11 @@ time (no `pycuda.autoinit`).
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from edgeseg.artifact.manifest import GpuInfo  # noqa: F401  (re-exported: the GPU type lives with the manifest)
 from edgeseg.errors import EngineError
 
 CUDA_INSTALL_HINT = (
@@ -36,24 +36,6 @@ CUDA_INSTALL_HINT = (
 
 class CudaError(EngineError):
     """A CUDA call failed (no GPU, no driver, out of memory, ...)."""
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """The GPU an engine is built for or runs on.
-
-    Attributes:
-        name: the device name CUDA reports ("Orin", "NVIDIA GeForce RTX 3060", ...).
-        compute_capability: "major.minor", e.g. "8.7" for Jetson Orin.
-        index: the CUDA device index.
-    """
-
-    name: str
-    compute_capability: str
-    index: int = 0
-
-    def describe(self) -> str:
-        return f"{self.name} (compute {self.compute_capability})"
 
 
 class CudaApi(Protocol):

@@ -28,10 +28,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeseg.artifact.onnxmeta import invalid_onnx_error, spec_from_metadata
+from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EngineError
-from edgeseg.onnxmeta import invalid_onnx_error, spec_from_metadata
-from edgeseg.runtime.backends import BackendBase, check_spec_matches_model, normalize_shape, resolve_spec
-from edgeseg.spec import ONNX_METADATA_KEY, ModelSpec
+from edgeseg.runtime.backends import (
+    BackendBase,
+    check_spec_matches_model,
+    chosen_output,
+    normalize_shape,
+    resolve_spec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +60,8 @@ class OnnxRuntimeBackend(BackendBase):
 
     Attributes:
         providers: the execution providers the session really uses, best first.
-        output_name: the output `infer` returns (the model's first output).
+        output_name: the output `infer` returns: the spec's `output_name` (the head that
+            drives), else the model's first output.
     """
 
     name = "onnxruntime"
@@ -63,7 +70,7 @@ class OnnxRuntimeBackend(BackendBase):
         model_input = session.get_inputs()[0]
         super().__init__(path, spec, model_input.name, normalize_shape(model_input.shape))
         self._session = session
-        self.output_name = session.get_outputs()[0].name
+        self.output_name = chosen_output(spec, [output.name for output in session.get_outputs()], path)
         self.providers = tuple(session.get_providers())
 
     @property
@@ -122,15 +129,18 @@ def open_onnxruntime(
     found = None
     if spec is None:
         found = spec_from_metadata(session.get_modelmeta().custom_metadata_map, path)
-    missing = f"it has no {ONNX_METADATA_KEY} metadata; re-export it with `edgeseg export`, which embeds it"
+    missing = (f"it has no {ONNX_METADATA_KEY} metadata; write one into it with `edgeseg spec {path.name} "
+               "--classes A,B,... -o OUT.onnx` (or `edgeseg export` for a Keras model)")
     spec = resolve_spec(spec, found, path, missing)
     model_input = session.get_inputs()[0]
+    outputs = {output.name: output for output in session.get_outputs()}
+    head = outputs[chosen_output(spec, list(outputs), path)]
     check_spec_matches_model(
         spec,
         path,
         model_input.name,
         normalize_shape(model_input.shape),
-        normalize_shape(session.get_outputs()[0].shape),
+        normalize_shape(head.shape),
     )
     backend = OnnxRuntimeBackend(path, session, spec)
     if backend.provider != requested[0]:

@@ -27,13 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.engine.manifest import EngineManifest, check_manifest, read_manifest
-from edgeseg.engine.trt_build import import_tensorrt
+from edgeseg.artifact.formats import TENSORRT_INSTALL_HINT
+from edgeseg.artifact.manifest import EngineManifest, check_manifest, read_manifest
+from edgeseg.artifact.spec import ModelSpec
 from edgeseg.errors import EngineError
 from edgeseg.runtime import cuda_buffers
-from edgeseg.runtime.backends import BackendBase, check_spec_matches_model, normalize_shape, resolve_spec
+from edgeseg.runtime.backends import (
+    BackendBase,
+    check_spec_matches_model,
+    chosen_output,
+    normalize_shape,
+    resolve_spec,
+)
 from edgeseg.runtime.cuda_buffers import CudaStream, DeviceBuffer, PinnedBuffer
-from edgeseg.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,8 @@ class TensorRTBackend(BackendBase):
 
     Attributes:
         manifest: how the engine was built.
-        output_name: the output `infer` returns (the engine's first output).
+        output_name: the output `infer` returns: the spec's head (`output_name`), else the
+            engine's first output (engines are built from a graph pruned to that head).
         batch_range: (smallest, largest) batch the engine's profile accepts.
     """
 
@@ -77,7 +84,7 @@ class TensorRTBackend(BackendBase):
         else:
             self._min_shape = self._max_shape = dims
         self.batch_range = (self._min_shape[0], self._max_shape[0])
-        self.output_name = outputs[0]
+        self.output_name = chosen_output(spec, outputs, path)
 
         self._context = engine.create_execution_context()
         if self._context is None:
@@ -145,6 +152,15 @@ class TensorRTBackend(BackendBase):
     def _release(self) -> None:
         self._resources.close()  # buffers, stream, context, engine and runtime: reverse order
         self._tensors = {}
+
+
+def import_tensorrt() -> Any:
+    """`import tensorrt`, or an EngineError saying how to install it (JetPack and desktop)."""
+    try:
+        import tensorrt
+    except ImportError as err:
+        raise EngineError(f"TensorRT is not installed ({err}); {TENSORRT_INSTALL_HINT}") from None
+    return tensorrt
 
 
 def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: int = 0) -> TensorRTBackend:

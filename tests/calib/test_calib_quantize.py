@@ -205,7 +205,7 @@ def test_methods_give_ranges_inside_minmax(model_copy, calib_images, tmp_path):
 def test_model_without_spec_says_how_to_fix(tiny_model, calib_images, tmp_path):
     model = tmp_path / "nospec.onnx"
     model.write_bytes(tiny_model.nospec_path.read_bytes())
-    with pytest.raises(SpecError, match=r"edgeseg export.*--spec"):
+    with pytest.raises(SpecError, match=r"missing classes \(--classes A,B,...: 3 names.*--spec FILE.*edgeseg spec"):
         quiet_calibrate(model, ImageFolder(calib_images), num_frames=8, fmt="qdq")
     report = quiet_calibrate(model, ImageFolder(calib_images), num_frames=8, fmt="qdq", spec=tiny_model.spec)
     assert read_spec_from_onnx_file(report.output) == tiny_model.spec
