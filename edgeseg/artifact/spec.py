@@ -296,3 +296,24 @@ def spec_fields(data: dict[str, Any], require: tuple[str, ...] = ()) -> dict[str
 def _is_output_kind(value: Any, data: dict[str, Any]) -> bool:
     """Whether an `output` key holds the output kind (older spec files) rather than a head name."""
     return "activation" not in data and value in OUTPUT_KINDS
+
+
+def spec_flags_argv(fields: dict[str, Any]) -> list[str]:
+    """The command-line flags that give these spec fields (for rebuild commands), in flag order."""
+    argv: list[str] = []
+
+    def joined(values: Any) -> str:
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    if "class_names" in fields:
+        argv += ["--classes", joined(fields["class_names"])]
+    if "input_height" in fields:
+        argv += ["--size", f"{fields['input_height']}x{fields['input_width']}"]
+    for field, flag in (("scale", "--scale"), ("mean", "--mean"), ("std", "--std"), ("channel_order", "--channels"),
+                        ("layout", "--layout"), ("output_name", "--output"), ("output", "--activation")):
+        if field in fields:
+            value = fields[field]
+            argv += [flag, joined(value) if isinstance(value, (tuple, list)) else f"{value:g}" if isinstance(value, float) else str(value)]
+    if fields.get("traversable"):
+        argv += ["--traversable", joined(fields["traversable"])]
+    return argv

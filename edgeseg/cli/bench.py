@@ -24,7 +24,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=common.positive_int, metavar="N",
                         help="inference threads (onnxruntime, keras; default: the runtime's choice)")
     parser.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
-    parser.add_argument("--spec", metavar="FILE", help="spec JSON for models that carry none")
     parser.add_argument("--data", help="dataset spec with masks, adds each model's mean IoU, e.g. synthetic://")
     parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="test")
     parser.add_argument("--split", type=common.split, default=(0.8, 0.1, 0.1),
@@ -33,13 +32,12 @@ def add_arguments(parser) -> None:
                         help="frames scored per model, spread over the subset (default 100)")
     parser.add_argument("--json", metavar="FILE", help="write machine, settings and results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    common.add_spec_arguments(parser)
 
 
 def run(args) -> int:
     from edgeseg.bench import bench
-    from edgeseg.spec import ModelSpec
-
-    spec = ModelSpec.load(args.spec) if args.spec else None
+    spec = common.spec_from_args(args, args.models[0])  # the spec flags describe every model given
     report = bench(
         args.models,
         data=args.data,

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
     from edgeseg.engine.build import BACKEND_CHOICES
 
-    parser.add_argument("model", metavar="MODEL.onnx", type=Path, help="ONNX model from `edgeseg export` "
-                        "(float) or `edgeseg calibrate` (INT8)")
+    parser.add_argument("model", metavar="MODEL.onnx", type=Path, help="ONNX model from `edgeseg export` or "
+                        "any exporter (float), or `edgeseg calibrate` (INT8); see the spec flags for foreign models")
     parser.add_argument("-o", "--out", type=Path, metavar="FILE",
                         help="output: MODEL.engine (TensorRT) or MODEL.cpu.onnx (ONNX Runtime) beside the model "
                              "by default; the manifest goes to FILE.json")
@@ -65,9 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     trt = parser.add_argument_group("TensorRT")
     trt.add_argument("--batch", type=batch_range, metavar="N|MIN,OPT,MAX",
-                     help="batch sizes for a model with a dynamic batch (default 1); N alone is a fixed batch")
-    trt.add_argument("--shape", type=common.size, metavar="HxW",
-                     help="input size for a model exported with a dynamic height and width (default: the spec's)")
+                     help="batch for a model with a dynamic batch: N fixes it (both backends); MIN,OPT,MAX is "
+                          "TensorRT's profile (default 1)")
     trt.add_argument("--workspace", type=memory_size, metavar="SIZE",
                      help="most GPU memory TensorRT may use for tactics while building, e.g. 512MiB or 2GiB")
     trt.add_argument("--timing-cache", type=Path, metavar="FILE",
@@ -76,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="run on DLA core N (Jetson AGX Orin / Orin NX / Xavier), GPU fallback on; "
                           "needs --fp16 or --int8")
     trt.add_argument("--device", type=common.non_negative_int, default=0, metavar="N", help="CUDA device index (default 0)")
+    common.add_spec_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         calib_frames=args.calib_frames,
         calib_cache=args.calib_cache,
         batch=args.batch,
-        shape=args.shape,
+        spec_flags=common.spec_overrides(args),
         workspace=args.workspace,
         timing_cache=args.timing_cache,
         dla_core=args.dla,

@@ -47,11 +47,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-rounds", type=int, default=8,
                         help="quantize-and-evaluate rounds the --max-miou-drop search may take (default 8)")
     parser.add_argument("--eval-frames", type=int, default=100, help="images of --data to evaluate on (default 100)")
-    parser.add_argument("--spec", metavar="FILE", help="spec JSON for a model without an embedded spec")
     parser.add_argument("--trt-version", default="8.6.1",
                         help="TensorRT version named in the legacy cache header (default 8.6.1, JetPack 5; "
                              "10.3.0 for JetPack 6)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_spec_arguments(parser)
 
 
 def _frames_source(args):
@@ -69,9 +69,7 @@ def _frames_source(args):
 
 def run(args) -> int:
     from edgeseg.calib.quantize import MiouBudgetError, calibrate
-    from edgeseg.spec import ModelSpec
-
-    spec = ModelSpec.load(args.spec) if args.spec else None
+    spec = common.spec_from_args(args, args.model)
     try:
         report = calibrate(
             args.model,

@@ -12,28 +12,8 @@ from edgeseg.export.keras_to_onnx import (
     DEFAULT_RTOL,
     DYNAMIC_BATCH,
 )
-from edgeseg.spec import CHANNEL_ORDERS, OUTPUT_KINDS
 
 HELP = "export a Keras model to ONNX (spec embedded), verified against Keras before writing"
-
-
-def names(text: str) -> tuple[str, ...]:
-    """`road,grass,obstacle` -> ("road", "grass", "obstacle")."""
-    parts = tuple(part.strip() for part in text.split(","))
-    if not all(parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names, e.g. road,grass")
-    return parts
-
-
-def triple(text: str) -> tuple[float, float, float]:
-    """`123.7,116.3,103.5` -> three floats (R, G, B)."""
-    try:
-        parts = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers R,G,B, e.g. 0.485,0.456,0.406")
-    return parts  # type: ignore[return-value]
 
 
 def batch(text: str) -> int | str:
@@ -66,21 +46,8 @@ def add_arguments(parser) -> None:
     check.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, metavar="FRACTION",
                        help=f"least fraction of pixels whose class must agree (default {DEFAULT_MIN_AGREEMENT})")
 
-    spec = parser.add_argument_group(
-        "model spec (needed for models edgeseg did not train; each flag overrides a found spec.json)"
-    )
-    spec.add_argument("--spec", metavar="FILE", help="spec JSON to use instead of the one beside the model")
-    spec.add_argument("--classes", type=names, metavar="A,B,...", help="class names, one per output channel "
-                      "(a 1-channel sigmoid model: two names, background first)")
-    spec.add_argument("--size", type=common.size, metavar="HxW", help="input size (default: the model's)")
-    spec.add_argument("--scale", type=float, help="multiply pixels (0..255) by this before mean/std")
-    spec.add_argument("--mean", type=triple, metavar="R,G,B", help="subtract after scaling")
-    spec.add_argument("--std", type=triple, metavar="R,G,B", help="divide by after subtracting the mean")
-    spec.add_argument("--channels", choices=CHANNEL_ORDERS, help="channel order the model expects")
-    spec.add_argument("--output", choices=OUTPUT_KINDS,
-                      help="what the model outputs (default: from its last activation)")
-    spec.add_argument("--ignore-index", type=int, help="mask value of unlabelled pixels (default 255)")
-    spec.add_argument("--traversable", type=names, metavar="A,B,...", help="classes a robot may drive on")
+    common.add_spec_arguments(parser, head=False)
+    parser.add_argument("--ignore-index", type=int, help="mask value of unlabelled pixels (default 255)")
 
 
 def run(args) -> int:
@@ -93,7 +60,7 @@ def run(args) -> int:
         mean=args.mean,
         std=args.std,
         channel_order=args.channels,
-        output=args.output,
+        output=args.activation,
         ignore_index=args.ignore_index,
         traversable=args.traversable,
     )
@@ -104,7 +71,7 @@ def run(args) -> int:
         args.out,
         spec=args.spec,
         opset=args.opset,
-        nchw=args.nchw,
+        nchw=args.nchw or args.layout == "NCHW",
         batch=args.batch,
         verify_frames=frames,
         atol=args.atol,

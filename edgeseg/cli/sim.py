@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
     model.add_argument("--threads", type=common.positive_int, metavar="N", help="inference threads (onnxruntime)")
 
+    common.add_spec_arguments(parser)
+
     drive = parser.add_argument_group("driving")
     drive.add_argument("--mode", type=modes, default=("safe",), metavar="MODE[,MODE...]",
                        help="navigation modes to compare: safe, balanced, adventurous (default: safe)")
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
             perceive, backend = ORACLE, "renderer masks"
         else:
             options = {"threads": args.threads} if args.threads else {}
+            spec = common.spec_from_args(args, args.model)
+            if spec is not None:
+                options["spec"] = spec
             perceive = stack.enter_context(perceiver_from_model(args.model, backend=args.backend, **options))
             backend = perceive.backend_name
             _note_classes(perceive.spec)

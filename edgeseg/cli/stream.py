@@ -37,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", required=True, help="model file (.onnx, .keras, ...) or a training run folder")
-    model.add_argument("--spec", help="spec JSON for a model that carries none")
     model.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
     model.add_argument("--threads", type=common.positive_int, metavar="N", help="inference threads (onnxruntime)")
     model.add_argument("--mode", choices=NAV_MODE_CHOICES, default="safe", help="navigation mode (default: safe)")
@@ -55,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--view", choices=VIEW_CHOICES, default="overlay", help="what the view shows (default: overlay)")
     out.add_argument("--alpha", type=float, default=0.5, metavar="A", help="class colour weight in the overlay (0-1)")
     out.add_argument("--no-legend", action="store_true", help="no class legend in the view")
+
+    common.add_spec_arguments(parser)
 
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--max-frames", type=common.positive_int, metavar="N", help="stop after N processed frames")
@@ -83,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.errors import EdgesegError, SpecError
     from edgeseg.nav import Navigator
     from edgeseg.runtime import Segmenter
-    from edgeseg.spec import ModelSpec
     from edgeseg.stream import sources
     from edgeseg.stream.pipeline import PipelineConfig, StreamPipeline
     from edgeseg.stream.sinks import CommandSink, FrameFolderSink, RecordingSink, WindowSink, check_view
@@ -120,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
         for sink in sinks:
             stack.callback(sink.abort)  # no-op after the pipeline closed it; cleans up if we fail first
 
-        spec = ModelSpec.load(args.spec) if args.spec else None
+        spec = common.spec_from_args(args, args.model)
         options = {"threads": args.threads} if args.threads else {}
         segmenter = stack.enter_context(Segmenter.open(args.model, backend=args.backend, spec=spec, **options))
         if not args.no_nav and not segmenter.spec.traversable:
             raise SpecError(
                 f"{args.model}: its spec names no traversable classes (classes: "
                 f"{', '.join(segmenter.spec.class_names)}), so it cannot drive; stream with --no-nav, or "
-                "retrain/export with traversable classes set in the spec"
+                "name the classes it may drive on with --traversable A,B (or write them in once with `edgeseg spec`)"
             )
 
         source = stack.enter_context(sources.open_source(

@@ -1,16 +1,24 @@
 """`build_engine`: the one entry point that turns an edgeseg ONNX model into what the robot runs.
 
-It picks the backend (`choose_backend`: TensorRT when it imports and a GPU is present, else
-ONNX Runtime on the CPU, or the one asked for), says which and why in its first output line,
-builds (`trt_build` / `ort_build`), and writes the engine and its manifest (`OUT.json`)
-atomically: a failed build leaves neither behind, and an existing engine stays untouched.
+Plan -> prepare -> build, as Polygraphy separates loaders:
+
+1. plan (`plan_build`): pick the backend (`choose_backend`: TensorRT when it imports and a GPU
+   is present, else ONNX Runtime on the CPU, or the one asked for; the first output line says
+   which and why), resolve the spec (embedded, --spec FILE, flags), and decide the precision
+   and the steps, checking every option before any work;
+2. prepare (`prepare`): fix dynamic input dims and prune to the head that drives
+   (`engine.prepare`), calibrate a float model for `--int8` (`edgeseg.calib`) or convert it
+   to FP16 (strongly typed TensorRT), giving ONE finished ONNX;
+3. build: `trt_build` / `ort_build` only build that ONNX; they never calibrate.
+
+The engine and its manifest (`OUT.json`) are written atomically: a failed build leaves neither
+behind, and an existing engine stays untouched.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import shlex
 import sys
@@ -18,10 +26,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from edgeseg import __version__
-from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
 from edgeseg.artifact.manifest import (
     CalibrationInfo,
     EngineManifest,
@@ -31,16 +38,29 @@ from edgeseg.artifact.manifest import (
     manifest_path,
     utc_now,
 )
-from edgeseg.engine.ort_build import OrtJob, build_onnxruntime_model
-from edgeseg.engine.trt_build import TENSORRT_INSTALL_HINT, BatchRange, TrtJob, build_tensorrt_engine
-from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
+from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
+from edgeseg.artifact.formats import runner_suffixes
+from edgeseg.artifact.onnxmeta import OnnxFacts, quantization_from_metadata, read_onnx, spec_from_metadata
+from edgeseg.artifact.spec import ModelSpec, spec_flags_argv
+from edgeseg.engine.ort_build import build_onnxruntime_model
+from edgeseg.engine.prepare import prepare_graph
+from edgeseg.engine.trt_build import (
+    TENSORRT_INSTALL_HINT,
+    BatchRange,
+    TrtJob,
+    TrtVersion,
+    _fp16_with_int8_error,
+    build_tensorrt_engine,
+    convert_to_fp16,
+    is_strongly_typed,
+)
+from edgeseg.errors import DataError, EdgesegError, EngineError
 from edgeseg.fileio import atomic_path, file_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
-from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime")
-ENGINE_SUFFIXES = (".engine", ".plan")
+ENGINE_SUFFIXES = runner_suffixes("tensorrt")
 
 Log = Callable[[str], None]
 
@@ -58,7 +78,11 @@ class BuildOptions:
         calib: calibration frames for `--int8` on a float model: an image folder or a video.
         calib_method, calib_frames: how to calibrate.
         calib_cache: a legacy TensorRT calibration cache (TensorRT 8.5-10.x, float model).
-        batch, shape: the TensorRT profile (`--batch`, `--shape HxW`).
+        batch: `--batch`: N fixes a dynamic batch (both backends); MIN,OPT,MAX is TensorRT's profile.
+        shape: `--size HxW` for a model with a dynamic height and width (same as spec_flags' size).
+        spec: a complete spec to build with, instead of the one embedded in the model.
+        spec_flags: spec fields given as flags or in --spec FILE (ModelSpec field names), over
+            the embedded spec (or completing a model that has none).
         workspace: TensorRT workspace limit in bytes.
         timing_cache: TensorRT timing cache file (read and updated).
         dla_core: build for this DLA core, GPU fallback on.
@@ -77,6 +101,8 @@ class BuildOptions:
     calib_cache: Path | None = None
     batch: BatchRange | None = None
     shape: tuple[int, int] | None = None
+    spec: ModelSpec | None = None
+    spec_flags: Mapping[str, Any] | None = None
     workspace: int | None = None
     timing_cache: Path | None = None
     dla_core: int | None = None
@@ -86,7 +112,7 @@ class BuildOptions:
     def tensorrt_only_options(self) -> list[str]:
         """The given options that only the TensorRT backend understands."""
         given = {
-            "--calib-cache": self.calib_cache, "--batch": self.batch, "--shape": self.shape,
+            "--calib-cache": self.calib_cache,
             "--workspace": self.workspace, "--timing-cache": self.timing_cache, "--dla": self.dla_core,
         }
         return [flag for flag, value in given.items() if value is not None]
@@ -229,31 +255,6 @@ def check_output(output: Path, onnx_path: Path, choice: BackendChoice) -> None:
         raise EdgesegError(f"cannot write {output}: {folder} is not a writable folder; choose a writable -o")
 
 
-def read_spec(onnx_path: Path) -> ModelSpec:
-    """The spec embedded in the model (see `edgeseg.artifact.describe`).
-
-    Raises:
-        EngineError: the file is not a valid ONNX model.
-        SpecError: it has no spec, or a malformed one.
-    """
-    from edgeseg.artifact import describe
-
-    found = describe(onnx_path)
-    if found.spec is None:
-        raise SpecError(
-            f"{onnx_path} carries no edgeseg spec ({ONNX_METADATA_KEY} metadata), so the engine's runtime could "
-            "not preprocess frames; missing " + "; ".join(found.missing)
-        )
-    return found.spec
-
-
-def quantization_record(path: Path) -> CalibrationInfo | None:
-    """The calibration an `edgeseg calibrate` model records about itself, if any."""
-    from edgeseg.artifact.onnxmeta import quantization_from_metadata, read_metadata
-
-    return calibration_from_record(quantization_from_metadata(read_metadata(path)), path.name)
-
-
 def frames_source(path: Path) -> Any:
     """`--calib PATH`: an image folder or a video file, as an edgeseg.calib frame source."""
     from edgeseg.calib import ImageFolder, VideoFile
@@ -265,31 +266,10 @@ def frames_source(path: Path) -> Any:
     raise DataError(f"--calib {path} does not exist; pass a folder of images or a video file from the robot's camera")
 
 
-def int8_maker(options: BuildOptions, spec: ModelSpec, work_dir: Path, trt_version: str | None) -> Any:
-    """A function calibrating a float model into the INT8 layout of a target, or None without --calib."""
-    if options.calib is None:
-        return None
-    if options.calib_method not in METHODS:
-        raise EdgesegError(f"--calib-method {options.calib_method!r}: choose one of {', '.join(METHODS)}")
-
-    def make(source: Path, target: str) -> tuple[Path, CalibrationInfo]:
-        from edgeseg.calib import CalibrationRanges, calibrate
-
-        output = work_dir / f"{source.stem}.{target}-int8.onnx"
-        extra = {"trt_version": trt_version.split("+")[0]} if trt_version else {}
-        report = calibrate(
-            source, frames_source(options.calib), target=target, method=options.calib_method,
-            num_frames=options.calib_frames, output=output, spec=spec, progress=options.progress, **extra,
-        )
-        key = CalibrationRanges.load(report.ranges_path).key
-        return output, CalibrationInfo(report.frames_source, key, report.frames, report.method)
-
-    return make
-
-
 def rebuild_command(options: BuildOptions, backend: str, output: Path) -> str:
     """The `edgeseg build-engine` command line that makes this engine again."""
     args = ["edgeseg", "build-engine", str(options.onnx_path)]
+    args += spec_flags_argv(dict(options.spec_flags or {}))
     if options.backend != "auto":
         args += ["--backend", backend]
     args += ["--int8"] * options.int8 + ["--fp16"] * options.fp16
@@ -303,36 +283,55 @@ def rebuild_command(options: BuildOptions, backend: str, output: Path) -> str:
                         ("--timing-cache", options.timing_cache), ("--dla", options.dla_core)):
         if value is not None:
             args += [flag, str(value)]
-    if options.shape is not None:
-        args += ["--shape", f"{options.shape[0]}x{options.shape[1]}"]
+    if options.shape is not None and not (options.spec_flags or {}).get("input_height"):
+        args += ["--size", f"{options.shape[0]}x{options.shape[1]}"]
     if options.workspace is not None:
         args += ["--workspace", f"{options.workspace // (1 << 20)}MiB"]
     args += ["-o", str(output)]
     return shlex.join(args)
 
 
-# --- the build --------------------------------------------------------------------------------
+# --- plan -> prepare -> build -------------------------------------------------------------------
 
 
-def build_engine(options: BuildOptions, log: Log = print, environment: Environment | None = None) -> BuildReport:
-    """Build the engine for this machine and write it with its manifest.
+@dataclass(frozen=True)
+class BuildPlan:
+    """What `build_engine` will do, decided before any work (Polygraphy's loaders, in words).
 
-    Args:
-        options: what to build.
-        log: receives progress lines; the first says which backend and why.
-        environment: what this machine has (default: `probe_environment()`).
+    Attributes:
+        choice: the backend and why.
+        output: the engine file.
+        facts: what the source ONNX says about itself (read once).
+        spec: the spec the engine runs with (embedded, --spec FILE, flags; size and head included).
+        batch: the batch to fix a dynamic batch to (None: keep it dynamic, TensorRT's profile).
+        int8: the engine is INT8.
+        calibrate: calibrate the float model for this target ("cpu" / "tensorrt") first.
+        fp16_convert: convert to FP16 first (strongly typed TensorRT 11).
+        trt_version: the TensorRT version built with (None for the CPU).
+    """
+
+    choice: BackendChoice
+    output: Path
+    facts: OnnxFacts
+    spec: ModelSpec
+    batch: int | None
+    int8: bool
+    calibrate: str | None
+    fp16_convert: bool
+    trt_version: str | None
+
+
+def plan_build(options: BuildOptions, env: Environment, log: Log) -> BuildPlan:
+    """Check everything and decide precision and preparation steps; nothing is written.
 
     Raises:
         EdgesegError: bad input or an impossible request (the message says what to do).
     """
-    started = time.perf_counter()
+    from edgeseg.artifact.describe import resolve_spec
+
     onnx_path = Path(options.onnx_path)
-    env = environment
-    if env is None:  # nothing to probe when the CPU backend is asked for
-        env = NOT_PROBED if options.backend == "onnxruntime" else probe_environment(options.device)
     choice = choose_backend(options.backend, env)
     log(choice.line())
-
     if not onnx_path.is_file():
         raise EngineError(f"no ONNX model at {onnx_path}; export one with `edgeseg export`")
     if options.calib_cache is not None and options.calib is not None:
@@ -343,11 +342,98 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
         _check_cpu_options(options, choice)
     output = Path(options.output) if options.output is not None else default_output(onnx_path, choice.name)
     check_output(output, onnx_path, choice)
-    spec = read_spec(onnx_path)
-    if options.calib is not None:
-        frames_source(options.calib)  # a missing --calib fails now, not after parsing
+    facts = read_onnx(onnx_path)
+    flags = dict(options.spec_flags or {})
+    if options.shape is not None:
+        flags.setdefault("input_height", options.shape[0])
+        flags.setdefault("input_width", options.shape[1])
+    base = options.spec or spec_from_metadata(facts.metadata, onnx_path)
+    spec = resolve_spec(facts, base, flags)
 
-    source_sha = file_sha256(onnx_path)
+    already_int8 = facts.quant_format is not None
+    calibrate_for = None
+    if options.int8 and not already_int8 and options.calib_cache is None:
+        if options.calib is None:
+            raise EngineError(_needs_calibration(onnx_path, choice.name))
+        if options.calib_method not in METHODS:
+            raise EdgesegError(f"--calib-method {options.calib_method!r}: choose one of {', '.join(METHODS)}")
+        frames_source(options.calib)  # a missing --calib fails now, not after preparing
+        calibrate_for = "cpu" if choice.name == "onnxruntime" else "tensorrt"
+    if already_int8 and not options.int8:
+        log(f"precision: {onnx_path.name} is already quantized ({facts.quant_format.upper()}), so the CPU model is INT8"
+            if choice.name == "onnxruntime" else
+            f"precision: {onnx_path.name} has Q/DQ nodes, so the engine is INT8 with their scales")
+    strongly_typed = env.tensorrt_version is not None and is_strongly_typed(TrtVersion.parse(env.tensorrt_version))
+    int8 = already_int8 or options.int8
+    if choice.name == "tensorrt" and options.fp16 and options.int8 and strongly_typed:
+        raise _fp16_with_int8_error(TrtVersion.parse(env.tensorrt_version))
+    batch = None
+    if options.batch is not None and options.batch.min == options.batch.max:
+        batch = options.batch.min
+    elif choice.name == "onnxruntime" and options.batch is not None:
+        raise EngineError(f"--batch {options.batch}: the onnxruntime backend takes one batch size (--batch N)")
+    return BuildPlan(
+        choice=choice, output=output, facts=facts, spec=spec, batch=batch, int8=int8, calibrate=calibrate_for,
+        fp16_convert=choice.name == "tensorrt" and options.fp16 and strongly_typed and not int8,
+        trt_version=env.tensorrt_version if choice.name == "tensorrt" else None,
+    )
+
+
+def _needs_calibration(onnx_path: Path, backend: str) -> str:
+    if backend == "onnxruntime":
+        return (f"--int8: {onnx_path} is a float model, so its INT8 scales must come from calibration; pass "
+                "--calib DIR (a folder of images or a video from the robot's camera), or build from a model "
+                "quantized by `edgeseg calibrate --target cpu`")
+    return (f"--int8: {onnx_path} has no Q/DQ nodes, so its INT8 scales must come from calibration; "
+            "pass --calib DIR (a folder of images or a video from the robot's camera), or build from a "
+            "model quantized by `edgeseg calibrate --target tensorrt`")
+
+
+def prepare(plan: BuildPlan, options: BuildOptions, work_dir: Path, log: Log) -> tuple[Path, CalibrationInfo | None]:
+    """Turn the source into the one finished ONNX the builder builds: fixed dims, pruned head,
+    calibrated (INT8) or converted (FP16). Returns it and where its INT8 scales came from."""
+    source = Path(options.onnx_path)
+    finished = prepare_graph(source, plan.facts, plan.spec, plan.batch, work_dir / f"{source.stem}.prepared.onnx", log)
+    calibration = None
+    if plan.calibrate is not None:
+        from edgeseg.calib import CalibrationRanges, calibrate
+
+        quantized = work_dir / f"{source.stem}.{plan.calibrate}-int8.onnx"
+        extra = {"trt_version": plan.trt_version.split("+")[0]} if plan.trt_version else {}
+        report = calibrate(
+            finished, frames_source(options.calib), target=plan.calibrate, method=options.calib_method,
+            num_frames=options.calib_frames, output=quantized, spec=plan.spec, progress=options.progress, **extra,
+        )
+        key = CalibrationRanges.load(report.ranges_path).key
+        calibration = CalibrationInfo(report.frames_source, key, report.frames, report.method)
+        log(f"precision: calibrated {source.name} ({report.method}, {report.frames} frames) for {plan.calibrate}")
+        finished = quantized
+    elif plan.int8 and options.calib_cache is None:
+        calibration = calibration_from_record(quantization_from_metadata(plan.facts.metadata), source.name)
+    if plan.fp16_convert:
+        log(f"precision: converting {source.name} to FP16 (TensorRT {plan.trt_version} is strongly typed)")
+        finished = convert_to_fp16(finished, work_dir / f"{source.stem}.fp16.onnx")
+    return finished, calibration
+
+
+def build_engine(options: BuildOptions, log: Log = print, environment: Environment | None = None) -> BuildReport:
+    """Plan, prepare and build the engine for this machine; write it with its manifest.
+
+    Args:
+        options: what to build.
+        log: receives progress lines; the first says which backend and why.
+        environment: what this machine has (default: `probe_environment()`).
+
+    Raises:
+        EdgesegError: bad input or an impossible request (the message says what to do).
+    """
+    started = time.perf_counter()
+    env = environment
+    if env is None:  # nothing to probe when the CPU backend is asked for
+        env = NOT_PROBED if options.backend == "onnxruntime" else probe_environment(options.device)
+    plan = plan_build(options, env, log)
+    output = plan.output
+    source_sha = file_sha256(options.onnx_path)
     target = manifest_path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -355,21 +441,24 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
     except OSError as err:
         raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
     with work as work_name, atomic_path(target) as manifest_tmp, atomic_path(output) as engine_tmp:
-        work_dir = Path(work_name)
-        make_int8 = int8_maker(options, spec, work_dir, env.tensorrt_version if choice.name == "tensorrt" else None)
-        if choice.name == "tensorrt":
-            built = _build_tensorrt(options, onnx_path, spec, env, work_dir, make_int8, engine_tmp, log)
+        finished, calibration = prepare(plan, options, Path(work_name), log)
+        if plan.choice.name == "tensorrt":
+            built = _build_tensorrt(options, plan, finished, env, Path(work_name), engine_tmp, log)
         else:
-            built = _build_onnxruntime(options, onnx_path, spec, make_int8, engine_tmp, log)
+            version = build_onnxruntime_model(finished, engine_tmp)
+            built = {"spec": plan.spec, "backend": "onnxruntime", "precision": "int8" if plan.int8 else "fp32",
+                     "runtime_version": version}
+        built["calibration"] = built.get("calibration") or calibration
         manifest = EngineManifest(
-            **built, engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
+            **built,
+            engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
             source_onnx=str(options.onnx_path), source_sha256=source_sha,
-            build_command=rebuild_command(options, choice.name, output),
+            build_command=rebuild_command(options, plan.choice.name, output),
             edgeseg_version=__version__, built_at=utc_now(),
         )
         manifest_tmp.write_text(manifest.to_json())
     # atomic_path renamed the engine first, then the manifest (the inner block exits first).
-    return BuildReport(choice, output, target, manifest, time.perf_counter() - started)
+    return BuildReport(plan.choice, output, target, manifest, time.perf_counter() - started)
 
 
 def _check_cpu_options(options: BuildOptions, choice: BackendChoice) -> None:
@@ -387,45 +476,26 @@ def _check_cpu_options(options: BuildOptions, choice: BackendChoice) -> None:
 
 
 def _build_tensorrt(
-    options: BuildOptions, onnx_path: Path, spec: ModelSpec, env: Environment, work_dir: Path,
-    make_int8: Any, engine_tmp: Path, log: Log,
+    options: BuildOptions, plan: BuildPlan, finished: Path, env: Environment, work_dir: Path, engine_tmp: Path,
+    log: Log,
 ) -> dict[str, Any]:
-    """Build with TensorRT into `engine_tmp`; returns the manifest fields that describe the build."""
+    """Build the finished ONNX with TensorRT into `engine_tmp`; returns the manifest fields of the build."""
     job = TrtJob(
-        onnx_path=onnx_path, work_dir=work_dir, layout=spec.layout, input_size=spec.input_size,
-        int8=options.int8, fp16=options.fp16, make_int8=make_int8, calib_cache=options.calib_cache,
-        batch=options.batch, size=options.shape, workspace=options.workspace,
-        timing_cache=options.timing_cache, dla_core=options.dla_core,
+        onnx_path=finished, work_dir=work_dir, layout=plan.spec.layout, input_size=plan.spec.input_size,
+        int8=plan.int8, fp16=options.fp16, calib_cache=options.calib_cache,
+        batch=options.batch, workspace=options.workspace, timing_cache=options.timing_cache,
+        dla_core=options.dla_core, opset=plan.facts.opset,
     )
     result = build_tensorrt_engine(job, log)
-    if options.shape is not None:
-        spec = spec.replace(input_height=options.shape[0], input_width=options.shape[1])
-    _check_profile_matches_spec(spec, onnx_path, result.profile)
+    _check_profile_matches_spec(plan.spec, finished, result.profile)
     engine_tmp.write_bytes(result.engine)
-    calibration = result.calibration
-    if calibration is None and result.precision.int8:
-        calibration = quantization_record(onnx_path)
     return {
-        "spec": spec, "backend": "tensorrt", "precision": result.precision.label,
+        "spec": plan.spec, "backend": "tensorrt", "precision": result.precision.label,
         "runtime_version": env.tensorrt_version, "gpu": env.gpu, "dla_core": options.dla_core,
-        "calibration": calibration, "profile": result.profile,
+        "calibration": result.calibration, "profile": result.profile,
     }
 
 
 def _check_profile_matches_spec(spec: ModelSpec, onnx_path: Path, profile: ProfileShapes) -> None:
     shape = tuple(None if i == 0 else d for i, d in enumerate(profile.opt))
     check_spec_matches_model(spec, onnx_path, profile.input_name, shape)
-
-
-def _build_onnxruntime(
-    options: BuildOptions, onnx_path: Path, spec: ModelSpec, make_int8: Any, engine_tmp: Path, log: Log,
-) -> dict[str, Any]:
-    """Build the CPU model into `engine_tmp`; returns the manifest fields that describe the build."""
-    result = build_onnxruntime_model(OrtJob(onnx_path, engine_tmp, options.int8, make_int8), log)
-    calibration = result.calibration
-    if calibration is None and result.precision == "int8":
-        calibration = quantization_record(onnx_path)
-    return {
-        "spec": spec, "backend": "onnxruntime", "precision": result.precision,
-        "runtime_version": result.version, "calibration": calibration,
-    }

@@ -13,15 +13,16 @@ The versions differ in a few places, each handled by one small function here:
 
 INT8 (chosen design): every version builds INT8 from a Q/DQ model (explicit quantization).
 A float model with `--int8 --calib DIR` is first calibrated by `edgeseg.calib` with target
-"tensorrt" (symmetric int8 Q/DQ, the layout TensorRT fuses), then built: one path on every
-version, TensorRT's recommended one and the only one on 11.x. On 8.5-10.x, a legacy
+"tensorrt" (symmetric int8 Q/DQ, the layout TensorRT fuses) in `build_engine`'s prepare step,
+and this module builds the finished Q/DQ model: one path on every version, TensorRT's
+recommended one and the only one on 11.x. It never calibrates or converts itself. On 8.5-10.x, a legacy
 calibration cache (`--calib-cache`, written by `edgeseg calibrate --target tensorrt`) can be
 used instead with a float model: an `IInt8EntropyCalibrator2` hands TensorRT the cache and
 has no data of its own, so TensorRT never calibrates with made-up scales (the classic INT8
 path, e.g. for DLA on JetPack 5).
 
-FP16: a builder flag on 8.5-10.x; on 11.x the ONNX is converted to mixed precision first
-(`onnxconverter-common`, float32 inputs and outputs kept).
+FP16: a builder flag on 8.5-10.x; on 11.x `build_engine` converts the ONNX to mixed precision
+first (`convert_to_fp16`: `onnxconverter-common`, float32 inputs and outputs kept).
 
 `tensorrt` is imported only inside functions; everything that does not call TensorRT is pure
 and tested without it.
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 QDQ_LAYER_TYPES = ("QUANTIZE", "DEQUANTIZE")
 
-# An int8 model and a calibration step: (source ONNX, target) -> (Q/DQ ONNX, where the scales came from)
-MakeInt8 = Callable[[Path, str], "tuple[Path, CalibrationInfo]"]
 Log = Callable[[str], None]
 
 
@@ -197,7 +196,7 @@ def profile_shapes(
         layout: "NHWC" or "NCHW" (from the spec).
         default_size: (height, width) used for dynamic spatial dims: the spec's input size.
         batch: `--batch`; default 1 for a dynamic batch.
-        size: `--shape HxW` for a model with dynamic height and width.
+        size: `--size HxW` for a model with dynamic height and width.
 
     Raises:
         EngineError: the input is not 4-D, or --batch / --shape contradict fixed dims.
@@ -224,8 +223,8 @@ def profile_shapes(
     if None not in fixed_hw:
         if size is not None and tuple(size) != fixed_hw:
             raise EngineError(
-                f"{path} has a fixed input size {fixed_hw[0]}x{fixed_hw[1]}, so --shape {size[0]}x{size[1]} "
-                "cannot apply; drop --shape (it is for models exported with a dynamic size)"
+                f"{path} has a fixed input size {fixed_hw[0]}x{fixed_hw[1]}, so --size {size[0]}x{size[1]} "
+                "cannot apply; drop --size (it is for models exported with a dynamic size)"
             )
         height, width = fixed_hw
     else:
@@ -477,13 +476,13 @@ class TrtJob:
     """What to build (the TensorRT part of BuildOptions, paths resolved).
 
     Attributes:
-        onnx_path: the source ONNX.
-        work_dir: a scratch folder for the calibrated / converted model.
+        onnx_path: the finished ONNX (prepared by `build_engine`: calibrated, converted, pruned).
+        work_dir: a scratch folder.
         layout, input_size: from the spec, for the profile.
-        int8, fp16: the requested precisions.
-        make_int8: calibrates a float model into a Q/DQ model (None: no --calib given).
+        int8, fp16: the precisions (int8: the model has Q/DQ nodes, or calib_cache is given).
         calib_cache: a legacy TensorRT calibration cache (8.5-10.x).
-        batch, size: `--batch`, `--shape`.
+        batch, size: `--batch`, and `--size` for a graph whose height and width are still dynamic.
+        opset: the model's opset (read once by the caller; None: read it here).
         workspace: workspace pool limit in bytes (None: TensorRT's default).
         timing_cache: file to read and update.
         dla_core: DLA core to build for.
@@ -495,13 +494,13 @@ class TrtJob:
     input_size: tuple[int, int]
     int8: bool = False
     fp16: bool = False
-    make_int8: MakeInt8 | None = None
     calib_cache: Path | None = None
     batch: BatchRange | None = None
     size: tuple[int, int] | None = None
     workspace: int | None = None
     timing_cache: Path | None = None
     dla_core: int | None = None
+    opset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -530,7 +529,7 @@ def build_tensorrt_engine(job: TrtJob, log: Log, trt: Any = None) -> TrtResult:
     trt = trt if trt is not None else import_tensorrt()
     version = TrtVersion.parse(trt.__version__)
     check_supported(version)
-    check_opset(version, onnx_opset(job.onnx_path), job.onnx_path)
+    check_opset(version, job.opset if job.opset is not None else onnx_opset(job.onnx_path), job.onnx_path)
     if job.fp16 and job.int8 and is_strongly_typed(version):
         raise _fp16_with_int8_error(version)
     trt_logger = make_logger(trt)
@@ -542,8 +541,6 @@ def build_tensorrt_engine(job: TrtJob, log: Log, trt: Any = None) -> TrtResult:
     int8, legacy_cache, calibration = False, None, None
     if network_has_qdq(trt, parsed.network):
         int8 = True
-        if not job.int8:
-            log(f"precision: {job.onnx_path.name} has Q/DQ nodes, so the engine is INT8 with their scales")
     elif job.int8:
         if job.calib_cache is not None:
             if not supports_implicit_int8(version):
@@ -554,12 +551,6 @@ def build_tensorrt_engine(job: TrtJob, log: Log, trt: Any = None) -> TrtResult:
             legacy_cache = load_legacy_cache(job.calib_cache, version, log)
             calibration = CalibrationInfo(f"TensorRT calibration cache {job.calib_cache}", file_sha256(job.calib_cache))
             int8 = True
-        elif job.make_int8 is not None:
-            qdq_path, calibration = job.make_int8(job.onnx_path, "tensorrt")
-            parsed = parse_onnx(trt, builder, trt_logger, qdq_path, version)
-            if not network_has_qdq(trt, parsed.network):
-                raise EngineError(f"calibration of {job.onnx_path} produced no Q/DQ nodes; nothing would run in INT8")
-            int8 = True
         else:
             raise EngineError(
                 f"--int8: {job.onnx_path} has no Q/DQ nodes, so its INT8 scales must come from calibration; "
@@ -567,12 +558,8 @@ def build_tensorrt_engine(job: TrtJob, log: Log, trt: Any = None) -> TrtResult:
                 "model quantized by `edgeseg calibrate --target tensorrt`"
             )
 
-    if job.fp16 and is_strongly_typed(version):
-        if int8:
-            raise _fp16_with_int8_error(version)
-        log(f"precision: converting {parsed.source.name} to FP16 (TensorRT {version} is strongly typed)")
-        fp16_path = convert_to_fp16(parsed.source, job.work_dir / f"{parsed.source.stem}.fp16.onnx")
-        parsed = parse_onnx(trt, builder, trt_logger, fp16_path, version)
+    if job.fp16 and is_strongly_typed(version) and int8:
+        raise _fp16_with_int8_error(version)
 
     precision = Precision(int8=int8, fp16=job.fp16)
     network_input = parsed.input

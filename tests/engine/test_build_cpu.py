@@ -14,7 +14,7 @@ from edgeseg import cli
 from edgeseg.cli import build_engine as build_engine_cli
 from edgeseg.engine import BuildOptions, Environment, build, build_engine, read_manifest
 from edgeseg.fileio import file_sha256
-from edgeseg.engine.ort_build import quantization_format
+from edgeseg.artifact import read_onnx
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
 from edgeseg.runtime import open_backend
 
@@ -59,11 +59,11 @@ def test_float_cpu_build_writes_optimised_model_and_manifest(work, helpers):
 def test_int8_from_a_qdq_or_qoperator_model_is_used_as_is(work, helpers):
     frames = np.stack(helpers.colour_frames(3)).astype(np.float32)
     for name, fmt in (("tiny.qdq.onnx", "qdq"), ("tiny.qop.onnx", "qoperator")):
-        assert quantization_format(work / name) == fmt
+        assert read_onnx(work / name).quant_format == fmt
         report, lines = run_build(BuildOptions(work / name, int8=True, output=work / f"{fmt}.cpu.onnx"))
         assert report.manifest.precision == "int8"
         assert not any("already quantized" in line for line in lines)
-        assert quantization_format(report.output) == "qoperator"  # ORT folded Q/DQ into QLinear ops
+        assert read_onnx(report.output).quant_format == "qoperator"  # ORT folded Q/DQ into QLinear ops
         with open_backend(work / "tiny.onnx") as reference, open_backend(report.output) as int8:
             agreement = (int8.infer(frames).argmax(-1) == reference.infer(frames).argmax(-1)).mean()
         assert agreement > 0.95, f"{fmt}: INT8 agrees with float on only {agreement:.1%} of pixels"
@@ -81,7 +81,7 @@ def test_int8_calibrates_a_float_model_from_a_folder(work, tiny, helpers):
     assert manifest.precision == "int8"
     assert manifest.calibration.frames == 6 and manifest.calibration.method == "percentile"
     assert str(tiny.calib_dir) in manifest.calibration.source and len(manifest.calibration.sha256) == 64
-    assert quantization_format(report.output) is not None
+    assert read_onnx(report.output).quant_format is not None
     sources = {path.name for path in tiny.folder.glob("*.onnx")}
     assert files(work) - sources == {"tiny.cpu.onnx", "tiny.cpu.onnx.json"}, "calibration leftovers beside the output"
     frames = np.stack(helpers.colour_frames(4, seed=5)).astype(np.float32)
@@ -174,9 +174,9 @@ def test_cli_first_line_names_the_backend_and_why(work, monkeypatch, capsys):
 
 
 def test_cli_argument_parsing():
-    args = parse(["m.onnx", "--int8", "--fp16", "--calib", "frames", "--batch", "1,4,8", "--shape", "64x96",
+    args = parse(["m.onnx", "--int8", "--fp16", "--calib", "frames", "--batch", "1,4,8", "--size", "64x96",
                   "--workspace", "2GiB", "--timing-cache", "t.cache", "--dla", "1", "-o", "m.engine"])
-    assert (args.int8, args.fp16, args.calib, args.shape, args.dla) == (True, True, Path("frames"), (64, 96), 1)
+    assert (args.int8, args.fp16, args.calib, args.size, args.dla) == (True, True, Path("frames"), (64, 96), 1)
     assert (args.batch.min, args.batch.opt, args.batch.max) == (1, 4, 8)
     assert args.workspace == 2 << 30 and args.backend == "auto"
     assert build_engine_cli.memory_size("512MiB") == 512 << 20 and build_engine_cli.memory_size("256") == 256 << 20

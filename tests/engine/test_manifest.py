@@ -137,6 +137,6 @@ def test_rebuild_command_repeats_the_build_options():
                            shape=(32, 32), workspace=512 << 20, dla_core=0)
     assert rebuild_command(options, "tensorrt", Path("m.engine")) == (
         "edgeseg build-engine models/m.onnx --int8 --calib 'calib dir' --batch 1,2,4 --dla 0 "
-        "--shape 32x32 --workspace 512MiB -o m.engine")
+        "--size 32x32 --workspace 512MiB -o m.engine")
     assert rebuild_command(BuildOptions(Path("m.onnx"), backend="onnxruntime"), "onnxruntime", Path("m.cpu.onnx")) == (
         "edgeseg build-engine m.onnx --backend onnxruntime -o m.cpu.onnx")

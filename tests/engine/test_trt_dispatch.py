@@ -108,7 +108,7 @@ def test_profile_errors_name_the_conflict():
     with pytest.raises(EngineError, match=r"m\.onnx has a fixed batch of 2, so --batch 1,4,8 cannot apply.*"
                                           r"edgeseg export --batch dynamic"):
         profile_shapes("image", [2, 16, 16, 3], "NHWC", (16, 16), BatchRange(1, 4, 8), path="m.onnx")
-    with pytest.raises(EngineError, match=r"fixed input size 16x16, so --shape 32x32 cannot apply"):
+    with pytest.raises(EngineError, match=r"fixed input size 16x16, so --size 32x32 cannot apply"):
         profile_shapes("image", [-1, 16, 16, 3], "NHWC", (16, 16), size=(32, 32), path="m.onnx")
     with pytest.raises(EngineError, match=r"input 'image' has 3 dims.*4-D images"):
         profile_shapes("image", [-1, 16, 3], "NHWC", (16, 16), path="m.onnx")

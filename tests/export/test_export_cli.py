@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgeseg import cli
+from edgeseg.cli import common
 from edgeseg.cli import export as export_cli
 from edgeseg.onnxmeta import read_spec_from_onnx_file
 from edgeseg.spec import ModelSpec
@@ -108,7 +109,7 @@ def test_third_party_h5_with_its_own_preprocessing_flags(tmp_path, capsys):
 
     code = cli.main(["export", str(path), "-o", str(out), "--classes", "floor,wall,sky", "--traversable", "floor",
                      "--scale", str(1 / 255), "--mean", ",".join(map(str, mean)), "--std", ",".join(map(str, std)),
-                     "--output", "probabilities"])
+                     "--activation", "probabilities"])
 
     assert code == 0, capsys.readouterr().err
     spec = read_spec_from_onnx_file(out)
@@ -148,10 +149,10 @@ def test_user_errors_exit_1_with_one_line(run_dir, tmp_path, capsys, make_argv, 
 
 
 def test_argument_types():
-    assert export_cli.names("a, b,c") == ("a", "b", "c")
-    assert export_cli.triple("1,2.5,3") == (1.0, 2.5, 3.0)
+    assert common.names("a, b,c") == ("a", "b", "c")
+    assert common.triple("1,2.5,3") == (1.0, 2.5, 3.0)
     assert export_cli.batch("dynamic") == "dynamic" and export_cli.batch("4") == 4
-    for parse, text in [(export_cli.names, "a,,b"), (export_cli.triple, "1,2"), (export_cli.batch, "0")]:
+    for parse, text in [(common.names, "a,,b"), (common.triple, "1,2"), (export_cli.batch, "0")]:
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
 
