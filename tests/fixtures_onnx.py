@@ -75,15 +75,18 @@ def foreign_onnx(
                                       [conv_out], name=f"/{head}/Conv"))
         last = conv_out
         if zero_branch and index == 0:
+            # a mask that is 0 everywhere, and one so small (float32 denormals) that 2048 histogram
+            # bins over its range are not representable: ONNX Runtime's percentile calibrator crashed
             inits.append(numpy_helper.from_array(np.zeros((1,), np.float32), "zero"))
-            nodes.append(helper.make_node("Mul", [features, "zero"], ["/mask/Mul_output_0"], name="/mask/Mul"))
-            nodes.append(helper.make_node("Conv", ["/mask/Mul_output_0", weight("mask.weight", out_ch, trunk, 1),
-                                                   "mask.weight.bias"], ["/mask/Conv_output_0"], name="/mask/Conv"))
-            nodes.append(helper.make_node("Relu", ["/mask/Mul_output_0"], ["/mask/Relu_output_0"], name="/mask/Relu"))
-            nodes.append(helper.make_node("ReduceMean", ["/mask/Relu_output_0"], ["/mask/Mean_output_0"],
-                                          keepdims=1, name="/mask/ReduceMean", **({"axes": [1]} if opset < 18 else {})))
-            nodes.append(helper.make_node("Add", [last, "/mask/Mean_output_0"], [f"/{head}/Add_output_0"], name=f"/{head}/Add"))
-            last = f"/{head}/Add_output_0"
+            inits.append(numpy_helper.from_array(np.full((1,), 1e-44, np.float32), "tiny"))
+            mean = {"axes": [1]} if opset < 18 else {}
+            for kind, constant in (("Zero", "zero"), ("Tiny", "tiny")):
+                nodes.append(helper.make_node("Mul", [features, constant], [f"/mask/{kind}_output_0"], name=f"/mask/{kind}"))
+                nodes.append(helper.make_node("ReduceMean", [f"/mask/{kind}_output_0"], [f"/mask/{kind}Mean_output_0"],
+                                              keepdims=1, name=f"/mask/{kind}Mean", **mean))
+                nodes.append(helper.make_node("Add", [last, f"/mask/{kind}Mean_output_0"], [f"/mask/{kind}Add_output_0"],
+                                              name=f"/mask/{kind}Add"))
+                last = f"/mask/{kind}Add_output_0"
         if sigmoid_head and index == 0:
             nodes.append(helper.make_node("Sigmoid", [last], [head], name=f"/{head}/Sigmoid"))
         else:

@@ -210,8 +210,8 @@ def _channels_of(shape: tuple[Any, ...], layout: str | None) -> int | None:
         return 1  # (N, H, W): one channel, squeezed
     if len(shape) != 4:
         return None
-    channel = shape[1] if layout == "NCHW" else shape[3]
-    return channel if isinstance(channel, int) else None
+    axes = (1, 3) if layout == "NCHW" else (3, 1)  # the input's layout first; outputs may differ
+    return next((shape[axis] for axis in axes if isinstance(shape[axis], int)), None)
 
 
 def _activation(facts: OnnxFacts, output_name: str) -> str:

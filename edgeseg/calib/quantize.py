@@ -188,6 +188,8 @@ class CalibrationRanges:
         frames: frames calibrated on.
         source: where the frames came from.
         model_sha256: of the float ONNX file.
+        minmax_tensors: tensors a histogram method could not bin (constant, all-zero, tiny or
+            non-finite: see `edgeseg.calib.histogram`), ranged by their min/max instead.
     """
 
     tensors: dict[str, tuple[float, float]]
@@ -196,6 +198,7 @@ class CalibrationRanges:
     frames: int
     source: str
     model_sha256: str
+    minmax_tensors: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """JSON with one line per tensor, so the file reads (and diffs) well."""
@@ -206,6 +209,7 @@ class CalibrationRanges:
             "frames": self.frames,
             "source": self.source,
             "model_sha256": self.model_sha256,
+            "minmax_tensors": list(self.minmax_tensors),
         }
         lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()] + [' "tensors": {']
         items = sorted(self.tensors.items())
@@ -222,7 +226,8 @@ class CalibrationRanges:
                 raise ValueError(f"format is {data.get('format')!r}, expected {RANGES_FORMAT!r}")
             tensors = {str(k): (float(v[0]), float(v[1])) for k, v in data["tensors"].items()}
             return cls(tensors, str(data["method"]), str(data["key"]), int(data["frames"]),
-                       str(data["source"]), str(data["model_sha256"]))
+                       str(data["source"]), str(data["model_sha256"]),
+                       tuple(str(name) for name in data.get("minmax_tensors", ())))
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
             raise EngineError(f"{source} is not an edgeseg ranges file ({err}); delete it to recalibrate") from None
 
@@ -255,13 +260,20 @@ def ranges_key(model_sha256: str, frames_digest: str, spec: ModelSpec, method: s
 
 def compute_ranges(
     model_path: Path, reader: FrameBatchReader, method: str, work_dir: Path
-) -> dict[str, tuple[float, float]]:
+) -> tuple[dict[str, tuple[float, float]], tuple[str, ...]]:
     """Run ONNX Runtime's calibrator over every float tensor of the model.
 
     Collects in chunks of CHUNK_FRAMES frames: the histogram calibrators keep every
-    intermediate output of a pass in memory, and merge histograms across passes.
+    intermediate output of a pass in memory, and merge histograms across passes. Tensors a
+    histogram cannot bin (constant, all-zero, tiny) get their min/max range instead of
+    crashing ONNX Runtime (`edgeseg.calib.histogram`).
+
+    Returns:
+        the ranges, and the names of the tensors ranged by min/max instead of `method`.
     """
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
+    from edgeseg.calib.histogram import safe_collector
 
     chatter = io.StringIO()  # the histogram calibrators print progress lines on stdout
     with contextlib.redirect_stdout(chatter):
@@ -272,6 +284,7 @@ def compute_ranges(
             calibrate_method=CalibrationMethod[_ORT_METHODS[method]],
             extra_options=dict(_CALIBRATOR_OPTIONS[method]),
         )
+        collector = safe_collector(calibrator)
         chunk = max(1, CHUNK_FRAMES // reader.batch_size)
         for start in range(0, len(reader), chunk):
             reader.set_range(start, start + chunk)
@@ -282,7 +295,7 @@ def compute_ranges(
     for name, tensor_data in data.items():
         low, high = float(np.min(tensor_data.range_value[0])), float(np.max(tensor_data.range_value[1]))
         ranges[name] = (low, high)
-    return ranges
+    return ranges, tuple(sorted(collector.degenerate)) if collector is not None else ()
 
 
 def _ort_tensors_data(method: str, tensors: dict[str, tuple[float, float]]) -> Any:
@@ -548,6 +561,8 @@ class CalibrationReport:
         frames, frames_source: the calibration data.
         ranges_reused: the ranges came from an earlier run's JSON.
         excluded_nodes: every node kept in float (head, constant adds, sensitivity).
+        minmax_tensors: tensors the histogram method could not bin (constant, all-zero, tiny),
+            ranged by their min/max instead.
         sensitive_nodes: the nodes the mIoU budget moved back to float, in order.
         latency_ms: fastest measured run per format when the format was chosen by timing.
         float_miou, int8_miou: mean IoU (0..1) when --max-miou-drop evaluated them.
@@ -567,6 +582,7 @@ class CalibrationReport:
     frames_source: str
     ranges_reused: bool
     excluded_nodes: tuple[str, ...]
+    minmax_tensors: tuple[str, ...] = ()
     sensitive_nodes: tuple[str, ...] = ()
     latency_ms: dict[str, float] = field(default_factory=dict)
     float_miou: float | None = None
@@ -596,6 +612,9 @@ class CalibrationReport:
             f"frames    {self.frames} from {self.frames_source}, {self.method} ranges"
             + (" (reused)" if self.ranges_reused else ""),
         ]
+        if self.minmax_tensors:
+            lines.append(f"ranges    {len(self.minmax_tensors)} constant or near-constant tensor(s) could not be "
+                         f"binned by {self.method}: min/max used for them")
         if self.latency_ms:
             timing = ", ".join(f"{fmt.upper()} {ms:.1f} ms" for fmt, ms in self.latency_ms.items())
             lines.append(f"format    {self.format.upper()} (measured: {timing})")
@@ -746,6 +765,7 @@ def calibrate(
             model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
             format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
             frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
+            minmax_tensors=ranges.minmax_tensors,
             latency_ms=latency, max_miou_drop=max_miou_drop,
         )
         if max_miou_drop is not None:
@@ -829,11 +849,11 @@ def _ranges(
         bar = tqdm(total=len(frames), desc="calibrating", unit="frame", leave=False)
     reader = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size, progress=bar)
     try:
-        tensors = compute_ranges(prepared, reader, method, work_dir)
+        tensors, minmax_tensors = compute_ranges(prepared, reader, method, work_dir)
     finally:
         if bar is not None:
             bar.close()
-    return CalibrationRanges(tensors, method, key, len(frames), frames.source, model_sha), False
+    return CalibrationRanges(tensors, method, key, len(frames), frames.source, model_sha, minmax_tensors), False
 
 
 def _embedded_spec(model_path: Path) -> ModelSpec:

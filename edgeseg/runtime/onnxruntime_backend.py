@@ -129,8 +129,13 @@ def open_onnxruntime(
     found = None
     if spec is None:
         found = spec_from_metadata(session.get_modelmeta().custom_metadata_map, path)
-    missing = (f"it has no {ONNX_METADATA_KEY} metadata; write one into it with `edgeseg spec {path.name} "
-               "--classes A,B,... -o OUT.onnx` (or `edgeseg export` for a Keras model)")
+    missing = ""
+    if spec is None and found is None:  # say exactly which fields the model cannot tell
+        from edgeseg.artifact.describe import describe
+
+        missing = (f"it has no {ONNX_METADATA_KEY} metadata and needs " + "; ".join(describe(path).missing)
+                   + f"; pass those flags, or write the spec into it once with `edgeseg spec {path.name} "
+                   "--classes A,B,... -o OUT.onnx` (or `edgeseg export` for a Keras model)")
     spec = resolve_spec(spec, found, path, missing)
     model_input = session.get_inputs()[0]
     outputs = {output.name: output for output in session.get_outputs()}

@@ -194,7 +194,7 @@ def test_corrupt_onnx_raises_engine_error(tiny_models, tmp_path, monkeypatch):
 
 def test_missing_spec_says_how_to_provide_one(tiny_models):
     expected = (
-        rf"no model spec for .*nospec.onnx: it has no {ONNX_METADATA_KEY} metadata; "
+        rf"no model spec for .*nospec.onnx: it has no {ONNX_METADATA_KEY} metadata and needs classes \(--classes A,B,...: 3 names"
         r".*`edgeseg export`.*--spec FILE"
     )
     with pytest.raises(SpecError, match=expected):

@@ -1,0 +1,115 @@
+"""A PyTorch-like ONNX (NCHW, two heads, dynamic batch/height/width, constant and all-zero
+branches, no edgeseg metadata) through every step: spec -> calibrate (each method) ->
+build-engine --int8 (ONNX Runtime) -> Segmenter.open -> stream; and the runtime's import floor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg.artifact import describe, read_manifest, read_onnx
+from edgeseg.cli import main
+from edgeseg.runtime import Segmenter
+
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+METHODS = ("minmax", "entropy", "percentile")
+
+
+@pytest.fixture
+def frames(tmp_path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        cv2.imwrite(str(folder / f"{index}.png"), rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture
+def road(tmp_path, foreign_onnx) -> Path:
+    """The foreign model with its spec written in once by `edgeseg spec` (head 'll' drives)."""
+    source = foreign_onnx(tmp_path / "road.onnx", heads=("da", "ll"), dynamic=True, zero_branch=True)
+    out = tmp_path / "road.spec.onnx"
+    assert main(["spec", str(source), "--classes", "background,road", "--size", "24x32", "--scale", "1/255",
+                 "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--output", "da",
+                 "--traversable", "road", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_calibration_method_survives_constant_and_tiny_tensors(road, frames, tmp_path, capsys, method):
+    out = tmp_path / f"road.{method}.onnx"
+    code = main(["calibrate", str(road), "--images", str(frames), "--target", "cpu", "--method", method,
+                 "--format", "qdq", "--no-progress", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    if method != "minmax":  # the histogram methods could not bin the all-zero and denormal tensors
+        assert "constant or near-constant tensor(s) could not be binned" in captured.out
+    assert read_onnx(out).precision == "int8"
+    with Segmenter.open(road) as reference, Segmenter.open(out) as int8:
+        frame = cv2.cvtColor(cv2.imread(str(frames / "1.png")), cv2.COLOR_BGR2RGB)
+        agreement = (int8.seg(frame).class_map == reference.seg(frame).class_map).mean()
+    assert agreement > 0.9
+
+
+def test_int8_cpu_engine_is_pruned_to_the_head_with_fixed_dims_and_streams(road, frames, tmp_path, capsys):
+    engine = tmp_path / "road.cpu.onnx"
+    code = main(["build-engine", str(road), "--backend", "onnxruntime", "--int8", "--calib", str(frames),
+                 "--calib-method", "percentile", "--batch", "1", "-o", str(engine)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "input: input float[batchx3xheightxwidth] has dynamic dims; fixed to 1x3x24x32" in out
+    assert "head: 'da' drives; graph pruned to it" in out and "head(s) ll dropped" in out
+    facts = read_onnx(engine)
+    assert [t.name for t in facts.outputs] == ["da"] and facts.inputs[0].shape == (1, 3, 24, 32)
+    assert not any(name.startswith("/ll/") for name in _node_names(engine))
+    manifest = read_manifest(engine)
+    assert manifest.precision == "int8" and manifest.spec.output_name == "da"
+    assert manifest.calibration.method == "percentile"
+    assert describe(engine).kind == "cpu-engine"
+
+    with Segmenter.open(engine) as segmenter:
+        result = segmenter.seg(np.zeros((40, 50, 3), np.uint8))
+        assert result.class_map.shape == (40, 50) and segmenter.backend.output_name == "da"
+    code = main(["stream", "--source", "synthetic://?size=48x32&realtime=0", "--model", str(engine),
+                 "--max-frames", "5", "--no-status", "--commands", str(tmp_path / "cmd.jsonl")])
+    assert code == 0, capsys.readouterr().err
+    assert len((tmp_path / "cmd.jsonl").read_text().splitlines()) == 5
+
+
+def test_flags_alone_run_a_model_without_an_embedded_spec(foreign_onnx, tmp_path, capsys):
+    """No `edgeseg spec` step: the same flags on stream pick the head, size and classes."""
+    source = foreign_onnx(tmp_path / "road.onnx", heads=("da", "ll"), dynamic=True, layout="NHWC")
+    code = main(["stream", "--source", "synthetic://?size=48x32&realtime=0", "--model", str(source),
+                 "--classes", "background,road", "--size", "24x32", "--output", "ll", "--traversable", "road",
+                 "--max-frames", "3", "--no-status"])
+    assert code == 0, capsys.readouterr().err
+    code = main(["stream", "--source", "synthetic://?realtime=0", "--model", str(source), "--max-frames", "1"])
+    assert code == 1
+    assert "needs classes (--classes A,B,...: 2 names" in capsys.readouterr().err
+
+
+def _node_names(path: Path) -> list[str]:
+    import onnx
+
+    return [node.name for node in onnx.load(str(path)).graph.node]
+
+
+def test_importing_the_runtime_and_each_backend_loads_no_build_calib_data_train_or_tf():
+    script = (
+        "import sys, edgeseg.runtime, edgeseg.runtime.onnxruntime_backend, edgeseg.runtime.tensorrt_backend, "
+        "edgeseg.runtime.keras_backend, edgeseg.artifact\n"
+        "bad = ('edgeseg.calib', 'edgeseg.engine.build', 'edgeseg.engine.ort_build', 'edgeseg.engine.trt_build', "
+        "'edgeseg.data', 'edgeseg.train', 'tensorflow', 'tf2onnx', 'tensorrt')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(bad))))"
+    )
+    done = subprocess.run([sys.executable, "-c", "import json\n" + script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
