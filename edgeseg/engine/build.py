@@ -51,6 +51,7 @@ from edgeseg.engine.trt_build import (
     TrtVersion,
     _fp16_with_int8_error,
     build_tensorrt_engine,
+    check_opset,
     convert_to_fp16,
     is_strongly_typed,
 )
@@ -363,15 +364,22 @@ def plan_build(options: BuildOptions, env: Environment, log: Log) -> BuildPlan:
         log(f"precision: {onnx_path.name} is already quantized ({facts.quant_format.upper()}), so the CPU model is INT8"
             if choice.name == "onnxruntime" else
             f"precision: {onnx_path.name} has Q/DQ nodes, so the engine is INT8 with their scales")
-    strongly_typed = env.tensorrt_version is not None and is_strongly_typed(TrtVersion.parse(env.tensorrt_version))
+    strongly_typed = False
+    if choice.name == "tensorrt":
+        version = TrtVersion.parse(env.tensorrt_version)
+        check_opset(version, facts.opset, onnx_path)  # before calibrating, naming the user's file
+        strongly_typed = is_strongly_typed(version)
     int8 = already_int8 or options.int8
-    if choice.name == "tensorrt" and options.fp16 and options.int8 and strongly_typed:
-        raise _fp16_with_int8_error(TrtVersion.parse(env.tensorrt_version))
+    if options.fp16 and options.int8 and strongly_typed:
+        raise _fp16_with_int8_error(version)
     batch = None
     if options.batch is not None and options.batch.min == options.batch.max:
         batch = options.batch.min
     elif choice.name == "onnxruntime" and options.batch is not None:
         raise EngineError(f"--batch {options.batch}: the onnxruntime backend takes one batch size (--batch N)")
+    if 0 in facts.inputs[0].dynamic_axes and options.batch is None:
+        log("input: dynamic batch kept (ONNX Runtime runs any batch; --batch N fixes it)" if choice.name == "onnxruntime"
+            else "input: dynamic batch; the engine takes batch 1 (--batch N, or MIN,OPT,MAX for a range)")
     return BuildPlan(
         choice=choice, output=output, facts=facts, spec=spec, batch=batch, int8=int8, calibrate=calibrate_for,
         fp16_convert=choice.name == "tensorrt" and options.fp16 and strongly_typed and not int8,

@@ -50,8 +50,8 @@ def prepare_graph(
             dim.dim_value = size
         old = facts.inputs[0].describe()
         new = "x".join(str(d.dim_value or d.dim_param) for d in tensor.type.tensor_type.shape.dim)
-        from_flags = "--size" + (" / --batch" if 0 in fixed else "")
-        log(f"input: {old} has dynamic dims; fixed to {new} (from the spec's size and {from_flags})")
+        reason = "height and width from the spec's size (--size)" + (", batch from --batch" if 0 in fixed else "")
+        log(f"input: {old} has dynamic dims; fixed to {new} ({reason})")
     if prune:
         kept, total = prune_to_outputs(model, [spec.output_name])
         dropped = [t.name for t in facts.outputs if t.name != spec.output_name]

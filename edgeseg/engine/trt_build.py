@@ -458,16 +458,6 @@ def convert_to_fp16(source: Path, output: Path) -> Path:
     return output
 
 
-def onnx_opset(path: Path) -> int | None:
-    """The default-domain opset of an ONNX file, or None when `onnx` is not installed."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    model = onnx.load(str(path), load_external_data=False)
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
-
-
 # --- the build --------------------------------------------------------------------------------
 
 
@@ -482,7 +472,7 @@ class TrtJob:
         int8, fp16: the precisions (int8: the model has Q/DQ nodes, or calib_cache is given).
         calib_cache: a legacy TensorRT calibration cache (8.5-10.x).
         batch, size: `--batch`, and `--size` for a graph whose height and width are still dynamic.
-        opset: the model's opset (read once by the caller; None: read it here).
+        opset: the model's opset (read once by `build_engine`; None when unknown).
         workspace: workspace pool limit in bytes (None: TensorRT's default).
         timing_cache: file to read and update.
         dla_core: DLA core to build for.
@@ -529,7 +519,7 @@ def build_tensorrt_engine(job: TrtJob, log: Log, trt: Any = None) -> TrtResult:
     trt = trt if trt is not None else import_tensorrt()
     version = TrtVersion.parse(trt.__version__)
     check_supported(version)
-    check_opset(version, job.opset if job.opset is not None else onnx_opset(job.onnx_path), job.onnx_path)
+    check_opset(version, job.opset, job.onnx_path)
     if job.fp16 and job.int8 and is_strongly_typed(version):
         raise _fp16_with_int8_error(version)
     trt_logger = make_logger(trt)

@@ -321,3 +321,24 @@ def test_registry_sends_engine_files_to_tensorrt_and_says_what_to_install(tmp_pa
     with pytest.raises(EngineError, match=r"no installed backend can open .*model\.plan; install one \(tensorrt: "
                                           r"install TensorRT \(JetPack on a Jetson"):
         select_backend(engine_file)
+
+
+def test_multi_head_dynamic_model_is_pruned_and_fixed_before_tensorrt_parses_it(tmp_path, install_fake_tensorrt):
+    """A PyTorch-like model (NCHW, two heads, dynamic batch/height/width, no spec): one parse of
+    the prepared graph, only the chosen head left, height and width fixed from --size."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fixtures_onnx", Path(__file__).parents[1] / "fixtures_onnx.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    source = fixtures.foreign_onnx(tmp_path / "road.onnx", heads=("da", "ll"), dynamic=True)
+    trt = install_fake_tensorrt("10.3.0.30")
+    flags = {"class_names": ("background", "road"), "input_height": 24, "input_width": 32, "output_name": "ll"}
+    report, lines = build(trt, BuildOptions(source, batch=BatchRange(1, 2, 4), spec_flags=flags))
+    assert calls(trt, "parse_from_file") == [("road.prepared.onnx",)]
+    assert calls(trt, "profile.set_shape") == [("input", (1, 3, 24, 32), (2, 3, 24, 32), (4, 3, 24, 32))]
+    assert "head: 'll' drives; graph pruned to it (4 of 6 nodes kept, head(s) da dropped)" in lines
+    manifest = read_manifest(report.output)
+    assert manifest.spec.output_name == "ll" and manifest.spec.input_size == (24, 32)
+    assert "--classes background,road --size 24x32 --output ll" in manifest.build_command
