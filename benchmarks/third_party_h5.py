@@ -10,7 +10,7 @@ itself with `model.save("unet.h5")` (legacy HDF5). Then the edgeseg command line
 user would, each step a subprocess of `.venv/bin/edgeseg`:
 
     edgeseg export unet.h5 -o unet.onnx --size HxW --scale S --mean R,G,B --std R,G,B \
-        --classes floor,obstacle,wall,background --output probabilities --traversable floor
+        --classes floor,obstacle,wall,background --activation probabilities --traversable floor
     edgeseg calibrate unet.onnx --target cpu --data synthetic://?seed=0&n=2000 -n 100
     edgeseg build-engine unet.int8.onnx --int8 -o unet.int8.cpu.onnx
     edgeseg verify unet.h5 unet.int8.cpu.onnx ...        # the .h5 alone as the reference
@@ -173,7 +173,7 @@ def run_chain(work: Path, args) -> dict:
 
     export = run_edgeseg(["export", "unet.h5", "-o", "unet.onnx", "--size", f"{height}x{width}",
                       "--scale", repr(scale), "--mean", floats(mean), "--std", floats(std),
-                      "--classes", ",".join(CLASSES), "--output", "probabilities", "--traversable", "floor"], work)
+                      "--classes", ",".join(CLASSES), "--activation", "probabilities", "--traversable", "floor"], work)
     export["max_abs_diff"] = grab(r"max \|diff\| (\S+)", export["stdout"])
     export["argmax_agreement_pct"] = grab(r"argmax agreement ([\d.]+)%", export["stdout"])
     if export["rc"] == 0:

@@ -199,7 +199,7 @@ def profile_shapes(
         size: `--size HxW` for a model with dynamic height and width.
 
     Raises:
-        EngineError: the input is not 4-D, or --batch / --shape contradict fixed dims.
+        EngineError: the input is not 4-D, or --batch / --size contradict fixed dims.
     """
     dims = [d if isinstance(d, int) and d > 0 else None for d in dims]
     if len(dims) != 4:
