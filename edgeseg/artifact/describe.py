@@ -23,7 +23,7 @@ from edgeseg.artifact.onnxmeta import (
     spec_from_metadata,
 )
 from edgeseg.artifact.spec import SPEC_FILENAME, ModelSpec
-from edgeseg.errors import SpecError
+from edgeseg.errors import EngineError, SpecError
 
 # Ops whose output is already a probability map, and the spec's `output` (activation) for them.
 _ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Softmax": "probabilities"}
@@ -114,13 +114,11 @@ def describe(path: str | Path, spec: ModelSpec | None = None, overrides: Mapping
     """
     path = Path(path)
     if not path.exists():
-        from edgeseg.errors import EngineError
-
         raise EngineError(f"no model at {path}; check the path")
     row = format_for_path(path)
     has_manifest = manifest_path(path).is_file() or row.kind == "tensorrt-engine"
     manifest = read_manifest(path) if has_manifest else None  # an engine without one fails, saying how to rebuild
-    if row.suffixes[0].endswith(".onnx"):
+    if row.runner == "onnxruntime":
         facts = read_onnx(path)
         base = spec or (manifest.spec if manifest else None) or spec_from_metadata(facts.metadata, path)
         resolved, missing = _try_resolve(facts, base, overrides or {})
@@ -133,9 +131,12 @@ def describe(path: str | Path, spec: ModelSpec | None = None, overrides: Mapping
         return Description(path, row.kind, row.runner, manifest.precision, found, manifest=manifest)
     spec_path = (path if path.is_dir() else path.parent) / SPEC_FILENAME
     found = spec or (ModelSpec.load(spec_path) if spec_path.is_file() else None)
-    if found is not None and overrides:
+    overrides = dict(overrides or {})
+    if found is not None:
         found = found.replace(**overrides)
-    missing = () if found else (f"a spec ({spec_path} is absent): pass --spec FILE or --classes/--size flags",)
+    elif {"class_names", "input_height", "input_width"} <= set(overrides):
+        found = ModelSpec(**overrides)
+    missing = () if found else (f"a spec ({spec_path} is absent): pass --spec FILE, or --classes and --size",)
     return Description(path, row.kind, row.runner, "fp32", found, missing)
 
 

@@ -39,13 +39,12 @@ from edgeseg.artifact.manifest import (
     utc_now,
 )
 from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
-from edgeseg.artifact.formats import runner_suffixes
+from edgeseg.artifact.formats import TENSORRT_INSTALL_HINT, runner_suffixes
 from edgeseg.artifact.onnxmeta import OnnxFacts, quantization_from_metadata, read_onnx, spec_from_metadata
 from edgeseg.artifact.spec import ModelSpec, spec_flags_argv
 from edgeseg.engine.ort_build import build_onnxruntime_model
 from edgeseg.engine.prepare import prepare_graph
 from edgeseg.engine.trt_build import (
-    TENSORRT_INSTALL_HINT,
     BatchRange,
     TrtJob,
     TrtVersion,

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgeseg.artifact.formats import TENSORRT_INSTALL_HINT  # noqa: F401  (re-exported for engine.build)
 from edgeseg.artifact.manifest import CalibrationInfo, ProfileShapes
 from edgeseg.errors import EngineError
 from edgeseg.fileio import atomic_write_bytes, file_sha256
