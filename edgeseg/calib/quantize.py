@@ -66,6 +66,7 @@ METHODS = ("entropy", "minmax", "percentile")
 FORMATS = ("auto", "qdq", "qoperator")
 DEFAULT_FRAMES = 200
 DEFAULT_EVAL_FRAMES = 100
+MIN_OPSET = 13  # per-channel DequantizeLinear (its `axis`) exists from opset 13
 RANGES_FORMAT = "edgeseg.calib-ranges/1"
 CHUNK_FRAMES = 8  # frames per calibrator pass: histogram calibration keeps all their tensors (~1 GB at 256x256)
 
@@ -505,6 +506,19 @@ def _finish_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def _check_loads(path: Path, source: Path) -> None:
+    """Refuse to write a quantized model ONNX Runtime cannot load (never a broken file reported as done)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    try:
+        _session(path)
+    except (ort_errors.InvalidGraph, ort_errors.InvalidArgument, ort_errors.NotImplemented, ort_errors.Fail) as err:
+        raise EngineError(
+            f"the INT8 model quantized from {source} does not load in ONNX Runtime ({err}); nothing written. "
+            "Try --format qdq, or re-export the model with a recent opset (17)"
+        ) from None
+
+
 def _session(path: Path, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
@@ -791,6 +805,7 @@ def calibrate(
                 "float_nodes": list(report.excluded_nodes),
             }),
         })
+        _check_loads(candidate, model_path)
         staged = {ranges_path: work_dir / "ranges.json"}
         staged[ranges_path].write_text(ranges.to_json())
         if cache_path is not None:
@@ -884,10 +899,30 @@ def _prepare(model_path: Path, work_dir: Path) -> Path:
         raise invalid_onnx_error(model_path, err) from None
     prepared = work_dir / "prepared.onnx"
     quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-    model = onnx.load(str(prepared))
+    model = _with_min_opset(onnx.load(str(prepared)), model_path)
     _name_unnamed_nodes(model)
     onnx.save(model, str(prepared))
     return prepared
+
+
+def _with_min_opset(model: Any, model_path: Path) -> Any:
+    """The model at opset MIN_OPSET or later: per-channel Q/DQ (an `axis` on DequantizeLinear)
+    exists from opset 13 on. PyTorch exports are often opset 11 or 12; ONNX Runtime's quantizer
+    then writes a model that does not load ("Unrecognized attribute: axis")."""
+    import onnx
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset >= MIN_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, MIN_OPSET)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError) as err:
+        raise EngineError(
+            f"{model_path} uses ONNX opset {opset}; INT8 with per-channel weights needs opset {MIN_OPSET} or "
+            f"later and the conversion failed ({err}); re-export it with opset {MIN_OPSET}+ "
+            "(torch.onnx.export(..., opset_version=17))"
+        ) from None
 
 
 def _load_matching_ranges(path: Path, key: str) -> CalibrationRanges | None:

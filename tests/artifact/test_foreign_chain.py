@@ -113,3 +113,16 @@ def test_importing_the_runtime_and_each_backend_loads_no_build_calib_data_train_
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_an_opset_11_export_is_upgraded_so_its_int8_model_loads(foreign_onnx, frames, tmp_path, capsys):
+    """ONNX Runtime's quantizer writes per-channel DequantizeLinear (an opset-13 `axis`) into an
+    opset-11/12 model, which then does not load; calibrate upgrades the opset first."""
+    source = foreign_onnx(tmp_path / "old.onnx", size=(24, 32), opset=11)
+    out = tmp_path / "old.int8.onnx"
+    code = main(["calibrate", str(source), "--images", str(frames), "--target", "cpu", "--format", "qdq",
+                 "--classes", "a,b", "--no-progress", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert read_onnx(out).opset >= 13
+    with Segmenter.open(out) as segmenter:
+        assert segmenter.seg(np.zeros((24, 32, 3), np.uint8)).class_map.shape == (24, 32)
