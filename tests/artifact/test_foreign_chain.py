@@ -126,3 +126,16 @@ def test_an_opset_11_export_is_upgraded_so_its_int8_model_loads(foreign_onnx, fr
     assert read_onnx(out).opset >= 13
     with Segmenter.open(out) as segmenter:
         assert segmenter.seg(np.zeros((24, 32, 3), np.uint8)).class_map.shape == (24, 32)
+
+
+def test_nhwc_input_calibrates_for_tensorrt_from_flags_alone(foreign_onnx, frames, tmp_path, capsys):
+    source = foreign_onnx(tmp_path / "nhwc.onnx", layout="NHWC", heads=("da", "ll"), dynamic=True, zero_branch=True)
+    out = tmp_path / "nhwc.trt-int8.onnx"
+    code = main(["calibrate", str(source), "--images", str(frames), "--target", "tensorrt", "--method", "percentile",
+                 "--classes", "a,b", "--size", "24x32", "--output", "ll", "--no-progress", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "could not be binned by percentile" in captured.out
+    spec = describe(out).spec
+    assert (spec.layout, spec.input_size, spec.output_name) == ("NHWC", (24, 32), "ll")
+    assert (tmp_path / "nhwc.calib.cache").is_file()
