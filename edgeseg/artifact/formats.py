@@ -85,13 +85,14 @@ def format_named(kind: str) -> ArtifactFormat:
 def format_for_path(path: str | Path) -> ArtifactFormat:
     """The row whose suffix ends the file name (longest suffix wins: .cpu.onnx before .onnx).
 
-    A folder with `model.keras` is a training run (keras).
+    A folder with `model.keras` (a training run) or `saved_model.pb` (a TensorFlow SavedModel)
+    is keras.
 
     Raises:
         EngineError: no row matches.
     """
     path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
+    if path.is_dir() and ((path / "model.keras").is_file() or (path / "saved_model.pb").is_file()):
         return format_named("keras")
     name = path.name.lower()
     matches = [(len(suffix), row) for row in FORMATS for suffix in row.suffixes if name.endswith(suffix)]

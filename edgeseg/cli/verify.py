@@ -20,8 +20,6 @@ DEFAULT_OUT = "verify"
 def add_arguments(parser) -> None:
     parser.add_argument("float_model", metavar="FLOAT", help="the reference: run folder, .keras or float .onnx")
     parser.add_argument("engine", metavar="ENGINE", help="the deployed model: INT8/FP16 .onnx or .engine")
-    parser.add_argument("--spec", metavar="FILE",
-                        help="spec JSON for a float model that carries none (a .h5 or SavedModel edgeseg did not train)")
     parser.add_argument("--data", required=True, help="dataset spec with masks, e.g. synthetic:// or voc:DIR")
     parser.add_argument("--subset", choices=("train", "val", "test", "all"), default="val")
     parser.add_argument("--split", type=common.split, default=(0.8, 0.1, 0.1),
@@ -36,10 +34,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pictures", type=int, default=4, help="how many of the most-disagreeing frames to draw")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_spec_arguments(parser)  # for a float model that carries no spec (a foreign ONNX, .h5, SavedModel)
 
 
 def run(args) -> int:
-    from edgeseg.spec import ModelSpec
     from edgeseg.verify import check_gate_values, check_gates, verify
 
     check_gate_values(args.max_miou_drop, args.min_agreement)  # fail before any model runs
@@ -56,7 +54,7 @@ def run(args) -> int:
         json_path=args.json,
         pictures=args.pictures,
         progress=not args.no_progress,
-        spec=ModelSpec.load(args.spec) if args.spec else None,
+        spec=common.spec_from_args(args, args.float_model),
     )
     print(report.table())
     if report.pictures:
