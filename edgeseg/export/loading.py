@@ -95,6 +95,11 @@ def load_model(source: str | Path | Any) -> LoadedModel:
         )
     if path.suffix.lower() in KERAS_SUFFIXES + H5_SUFFIXES:
         return _load_keras_file(path, spec_dir=path.parent)
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(
+            f"{path} is already ONNX: `edgeseg export` converts Keras models. To give an ONNX model (e.g. a "
+            "PyTorch export) its spec, run `edgeseg spec MODEL.onnx --classes A,B,... -o OUT.onnx`"
+        )
     raise ModelError(
         f"{path} is not a Keras model: expected a .keras or .h5 file, an edgeseg run folder "
         "or a SavedModel folder"

@@ -81,3 +81,11 @@ def test_spec_command_refuses_what_it_cannot_complete(tmp_path, foreign_onnx, ca
     spec_file.write_text(json.dumps({"classes": ["a", "b"], "size": "24x32"}))
     assert main(["spec", str(path), "--spec", str(spec_file), "-o", str(out)]) == 0
     assert ModelSpec.from_json(read_onnx(out).metadata["edgeseg.spec"]).input_size == (24, 32)
+
+
+def test_export_of_an_onnx_model_points_to_edgeseg_spec(tmp_path, foreign_onnx, capsys):
+    pytest.importorskip("keras")
+    path = foreign_onnx(tmp_path / "road.onnx")
+    assert main(["export", str(path), "-o", str(tmp_path / "x.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "is already ONNX" in err and "edgeseg spec MODEL.onnx" in err
