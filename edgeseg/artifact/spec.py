@@ -300,20 +300,18 @@ def _is_output_kind(value: Any, data: dict[str, Any]) -> bool:
 
 def spec_flags_argv(fields: dict[str, Any]) -> list[str]:
     """The command-line flags that give these spec fields (for rebuild commands), in flag order."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, (tuple, list)):
+            return ",".join(text(v) for v in value)
+        return repr(value) if isinstance(value, float) else str(value)  # exact: the rebuild gets the same spec
+
     argv: list[str] = []
-
-    def joined(values: Any) -> str:
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
-
-    if "class_names" in fields:
-        argv += ["--classes", joined(fields["class_names"])]
     if "input_height" in fields:
-        argv += ["--size", f"{fields['input_height']}x{fields['input_width']}"]
-    for field, flag in (("scale", "--scale"), ("mean", "--mean"), ("std", "--std"), ("channel_order", "--channels"),
-                        ("layout", "--layout"), ("output_name", "--output"), ("output", "--activation")):
-        if field in fields:
-            value = fields[field]
-            argv += [flag, joined(value) if isinstance(value, (tuple, list)) else f"{value:g}" if isinstance(value, float) else str(value)]
-    if fields.get("traversable"):
-        argv += ["--traversable", joined(fields["traversable"])]
+        fields = {**fields, "size": f"{fields['input_height']}x{fields['input_width']}"}
+    for field, flag in (("class_names", "--classes"), ("size", "--size"), ("scale", "--scale"), ("mean", "--mean"),
+                        ("std", "--std"), ("channel_order", "--channels"), ("layout", "--layout"),
+                        ("output_name", "--output"), ("output", "--activation"), ("traversable", "--traversable")):
+        if fields.get(field) not in (None, (), []):
+            argv += [flag, text(fields[field])]
     return argv
