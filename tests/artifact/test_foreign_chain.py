@@ -54,8 +54,9 @@ def test_every_calibration_method_survives_constant_and_tiny_tensors(road, frame
     assert read_onnx(out).precision == "int8"
     with Segmenter.open(road) as reference, Segmenter.open(out) as int8:
         frame = cv2.cvtColor(cv2.imread(str(frames / "1.png")), cv2.COLOR_BGR2RGB)
-        agreement = (int8.seg(frame).class_map == reference.seg(frame).class_map).mean()
-    assert agreement > 0.9
+        expected = reference.seg(frame).class_map
+        agreement = (int8.seg(frame).class_map == expected).mean()
+    assert set(np.unique(expected)) == {0, 1} and agreement > 0.9
 
 
 def test_int8_cpu_engine_is_pruned_to_the_head_with_fixed_dims_and_streams(road, frames, tmp_path, capsys):
@@ -139,3 +140,17 @@ def test_nhwc_input_calibrates_for_tensorrt_from_flags_alone(foreign_onnx, frame
     spec = describe(out).spec
     assert (spec.layout, spec.input_size, spec.output_name) == ("NHWC", (24, 32), "ll")
     assert (tmp_path / "nhwc.calib.cache").is_file()
+
+
+def test_a_single_channel_sigmoid_head_runs_as_binary(foreign_onnx, frames, tmp_path, capsys):
+    source = foreign_onnx(tmp_path / "mask.onnx", size=(24, 32), sigmoid_head=True, opset=11)
+    engine = tmp_path / "mask.cpu.onnx"
+    code = main(["build-engine", str(source), "--backend", "onnxruntime", "--int8", "--calib", str(frames),
+                 "--classes", "background,free", "--traversable", "free", "-o", str(engine)])
+    assert code == 0, capsys.readouterr().out
+    spec = read_manifest(engine).spec
+    assert (spec.task, spec.output, spec.output_channels) == ("binary", "sigmoid", 1)
+    with Segmenter.open(source, spec=spec) as reference, Segmenter.open(engine) as int8:
+        frame = cv2.cvtColor(cv2.imread(str(frames / "2.png")), cv2.COLOR_BGR2RGB)
+        expected, got = reference.seg(frame).class_map, int8.seg(frame).class_map
+    assert set(np.unique(expected)) == {0, 1} and (got == expected).mean() > 0.9  # both classes seen
