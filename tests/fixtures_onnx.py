@@ -71,8 +71,9 @@ def foreign_onnx(
     for index, head in enumerate(heads):
         out_ch = 1 if (sigmoid_head and index == 0) else channels
         conv_out = f"/{head}/Conv_output_0"
-        nodes.append(helper.make_node("Conv", [features, weight(f"{head}.weight", out_ch, trunk, 1), f"{head}.weight.bias"],
-                                      [conv_out], name=f"/{head}/Conv"))
+        head_weight = weight(f"{head}.weight", out_ch, trunk, 1)
+        nodes.append(helper.make_node("Conv", [features, head_weight, f"{head}.weight.bias"], [conv_out],
+                                      name=f"/{head}/Conv"))
         last = conv_out
         if zero_branch and index == 0:
             # a mask that is 0 everywhere, and one so small (float32 denormals) that 2048 histogram
@@ -81,11 +82,12 @@ def foreign_onnx(
             inits.append(numpy_helper.from_array(np.full((1,), 1e-44, np.float32), "tiny"))
             mean = {"axes": [1]} if opset < 18 else {}
             for kind, constant in (("Zero", "zero"), ("Tiny", "tiny")):
-                nodes.append(helper.make_node("Mul", [features, constant], [f"/mask/{kind}_output_0"], name=f"/mask/{kind}"))
+                nodes.append(helper.make_node("Mul", [features, constant], [f"/mask/{kind}_output_0"],
+                                              name=f"/mask/{kind}"))
                 nodes.append(helper.make_node("ReduceMean", [f"/mask/{kind}_output_0"], [f"/mask/{kind}Mean_output_0"],
                                               keepdims=1, name=f"/mask/{kind}Mean", **mean))
-                nodes.append(helper.make_node("Add", [last, f"/mask/{kind}Mean_output_0"], [f"/mask/{kind}Add_output_0"],
-                                              name=f"/mask/{kind}Add"))
+                nodes.append(helper.make_node("Add", [last, f"/mask/{kind}Mean_output_0"],
+                                              [f"/mask/{kind}Add_output_0"], name=f"/mask/{kind}Add"))
                 last = f"/mask/{kind}Add_output_0"
         if sigmoid_head and index == 0:
             nodes.append(helper.make_node("Sigmoid", [last], [head], name=f"/{head}/Sigmoid"))

@@ -105,7 +105,9 @@ class Description:
         return "\n".join(lines)
 
 
-def describe(path: str | Path, spec: ModelSpec | None = None, overrides: Mapping[str, Any] | None = None) -> Description:
+def describe(
+    path: str | Path, spec: ModelSpec | None = None, overrides: Mapping[str, Any] | None = None
+) -> Description:
     """Describe the model file at `path`; `spec` / `overrides` are what the user gave (see resolve_spec).
 
     Raises:
@@ -157,13 +159,18 @@ def resolve_spec(facts: OnnxFacts, base: ModelSpec | None, overrides: Mapping[st
     return spec
 
 
-def _try_resolve(facts: OnnxFacts, base: ModelSpec | None, overrides: Mapping[str, Any]) -> tuple[ModelSpec | None, tuple[str, ...]]:
+def _try_resolve(
+    facts: OnnxFacts, base: ModelSpec | None, overrides: Mapping[str, Any]
+) -> tuple[ModelSpec | None, tuple[str, ...]]:
+    """The spec, or None and the fields still missing (each with its flag and why)."""
     fields: dict[str, Any] = base.to_dict() if base is not None else {}
     fields.update(overrides)
     missing: list[str] = []
     if len(facts.inputs) != 1:
         names = [t.name for t in facts.inputs]
-        raise SpecError(f"{facts.path} has {len(facts.inputs)} inputs {names}; edgeseg runs models with one image input")
+        raise SpecError(
+            f"{facts.path} has {len(facts.inputs)} inputs {names}; edgeseg runs models with one image input"
+        )
     shape = facts.inputs[0].shape
     if "layout" not in fields:
         layout = _layout_of(shape)

@@ -377,7 +377,8 @@ def plan_build(options: BuildOptions, env: Environment, log: Log) -> BuildPlan:
     elif choice.name == "onnxruntime" and options.batch is not None:
         raise EngineError(f"--batch {options.batch}: the onnxruntime backend takes one batch size (--batch N)")
     if 0 in facts.inputs[0].dynamic_axes and options.batch is None:
-        log("input: dynamic batch kept (ONNX Runtime runs any batch; --batch N fixes it)" if choice.name == "onnxruntime"
+        cpu = choice.name == "onnxruntime"
+        log("input: dynamic batch kept (ONNX Runtime runs any batch; --batch N fixes it)" if cpu
             else "input: dynamic batch; the engine takes batch 1 (--batch N, or MIN,OPT,MAX for a range)")
     return BuildPlan(
         choice=choice, output=output, facts=facts, spec=spec, batch=batch, int8=int8, calibrate=calibrate_for,
