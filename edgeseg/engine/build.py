@@ -349,6 +349,7 @@ def plan_build(options: BuildOptions, env: Environment, log: Log) -> BuildPlan:
         flags.setdefault("input_width", options.shape[1])
     base = options.spec or spec_from_metadata(facts.metadata, onnx_path)
     spec = resolve_spec(facts, base, flags)
+    _check_spec_fits(spec, facts, onnx_path)
 
     already_int8 = facts.quant_format is not None
     calibrate_for = None
@@ -385,6 +386,15 @@ def plan_build(options: BuildOptions, env: Environment, log: Log) -> BuildPlan:
         fp16_convert=choice.name == "tensorrt" and options.fp16 and strongly_typed and not int8,
         trt_version=env.tensorrt_version if choice.name == "tensorrt" else None,
     )
+
+
+def _check_spec_fits(spec: ModelSpec, facts: OnnxFacts, onnx_path: Path) -> None:
+    """Refuse, before any work, a spec whose size, layout or classes contradict the model."""
+    from edgeseg.runtime.backends import chosen_output, normalize_shape
+
+    head = facts.output(chosen_output(spec, [t.name for t in facts.outputs], onnx_path))
+    check_spec_matches_model(spec, onnx_path, facts.inputs[0].name, normalize_shape(facts.inputs[0].shape),
+                             normalize_shape(head.shape))
 
 
 def _needs_calibration(onnx_path: Path, backend: str) -> str:

@@ -154,3 +154,11 @@ def test_a_single_channel_sigmoid_head_runs_as_binary(foreign_onnx, frames, tmp_
         frame = cv2.cvtColor(cv2.imread(str(frames / "2.png")), cv2.COLOR_BGR2RGB)
         expected, got = reference.seg(frame).class_map, int8.seg(frame).class_map
     assert set(np.unique(expected)) == {0, 1} and (got == expected).mean() > 0.9  # both classes seen
+
+
+def test_a_size_that_contradicts_a_fixed_model_is_refused_before_building(foreign_onnx, tmp_path, capsys):
+    source = foreign_onnx(tmp_path / "fixed.onnx", size=(24, 32), dynamic_batch=False)
+    code = main(["build-engine", str(source), "--backend", "onnxruntime", "--classes", "a,b", "--size", "48x64"])
+    assert code == 1
+    assert "says input 48x64x3 (NCHW), but the model's input 'input' has shape [1, 3, 24, 32]" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.onnx"]
