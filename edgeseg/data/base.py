@@ -14,10 +14,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-# How a mask file stores class indices.
-MASK_INDEX = "index"  # single-channel 8-bit PNG holding class indices (CamVid)
-MASK_PALETTE = "palette"  # palettised PNG, read as indices with Pillow mode 'P' (Pascal VOC)
-MASK_BINARY = "binary"  # grayscale or colour, foreground where value > 127
+# The mask formats live with the readers that interpret them; re-exported here for datasets.
+from edgeseg.data.io import MASK_BINARY, MASK_INDEX, MASK_PALETTE, read_mask, read_rgb
+
+__all__ = ["MASK_BINARY", "MASK_INDEX", "MASK_PALETTE", "ClassInfo", "FileDataset", "SegDataset"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,6 @@ class FileDataset:
         return len(self.image_paths)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        from edgeseg.data.io import read_mask, read_rgb
-
         image = read_rgb(self.image_paths[index])
         mask = read_mask(self.mask_paths[index], self.mask_format)
         return image, mask

@@ -50,18 +50,14 @@ def _finite(value: float) -> float | None:
 
 def load_model_and_spec(path: str | Path):
     """Load a Keras model and its ModelSpec from a run folder or a `.keras` file beside spec.json."""
-    import keras
+    from edgeseg.runtime.keras_backend import MODEL_FILENAME, load_keras_model
 
     path = Path(path)
-    model_path = path / "model.keras" if path.is_dir() else path
+    model_path = path / MODEL_FILENAME if path.is_dir() else path
     if not model_path.exists():
         raise ModelError(f"no model at {model_path}; pass a run folder from `edgeseg train` or a .keras file")
     spec = ModelSpec.load(model_path.parent / SPEC_FILENAME)
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except (ValueError, OSError) as err:
-        raise ModelError(f"cannot load {model_path}: {err}") from None
-    return model, spec
+    return load_keras_model(model_path), spec
 
 
 def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, batch: int = 8) -> list[np.ndarray]:
@@ -73,6 +69,16 @@ def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, bat
         for image, class_map in zip(chunk, class_map_from_output(output, spec)):
             maps.append(resize_class_map(class_map, *image.shape[:2]))
     return maps
+
+
+def sample_predictions(model, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
+    """image | truth | prediction for the first few samples of a dataset, through the runtime path."""
+    from edgeseg.train import plots
+
+    samples = [dataset.load(i) for i in range(min(count, len(dataset)))]
+    images = [image for image, _ in samples]
+    truths = [mask for _, mask in samples]
+    return plots.prediction_grid(images, truths, predict_class_maps(model, images, spec), spec, path)
 
 
 def evaluate(
