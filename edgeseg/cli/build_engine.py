@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt = parser.add_argument_group("TensorRT")
     trt.add_argument("--batch", type=batch_range, metavar="N|MIN,OPT,MAX",
                      help="batch sizes for a model with a dynamic batch (default 1); N alone is a fixed batch")
-    trt.add_argument("--shape", type=common.size, metavar="HxW",
+    trt.add_argument("--shape", type=common.size, metavar="HEIGHTxWIDTH",
                      help="input size for a model exported with a dynamic height and width (default: the spec's)")
     trt.add_argument("--workspace", type=memory_size, metavar="SIZE",
                      help="most GPU memory TensorRT may use for tactics while building, e.g. 512MiB or 2GiB")

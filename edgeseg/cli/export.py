@@ -72,7 +72,8 @@ def add_arguments(parser) -> None:
     spec.add_argument("--spec", metavar="FILE", help="spec JSON to use instead of the one beside the model")
     spec.add_argument("--classes", type=names, metavar="A,B,...", help="class names, one per output channel "
                       "(a 1-channel sigmoid model: two names, background first)")
-    spec.add_argument("--size", type=common.size, metavar="HxW", help="input size (default: the model's)")
+    spec.add_argument("--size", type=common.size, metavar="HEIGHTxWIDTH",
+                      help="input size, height first (default: the model's)")
     spec.add_argument("--scale", type=float, help="multiply pixels (0..255) by this before mean/std")
     spec.add_argument("--mean", type=triple, metavar="R,G,B", help="subtract after scaling")
     spec.add_argument("--std", type=triple, metavar="R,G,B", help="divide by after subtracting the mean")

@@ -14,7 +14,7 @@ from edgeseg.data.base import MASK_BINARY, MASK_INDEX, MASK_PALETTE
 from edgeseg.data.folders import CAMVID_CLASSES, CAMVID_PALETTE, index_mask_dataset, mask_folder_dataset
 from edgeseg.data.sources import parse_data_spec, split_indices
 from edgeseg.data.voc import VOC_CLASSES, voc_dataset
-from edgeseg.errors import DataError
+from edgeseg.errors import DataError, EdgesegError
 from edgeseg.spec import ModelSpec, default_palette
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -286,7 +286,7 @@ def test_parse_split_and_size():
     assert parse_size("256x320") == (256, 320)
     assert parse_size("64") == (64, 64)
     for bad in ("0x10", "abc", "1x2x3", "-5x5"):
-        with pytest.raises(DataError, match="size"):
+        with pytest.raises(EdgesegError, match=r"is not HEIGHTxWIDTH \(height first\)"):
             parse_size(bad)
 
 
