@@ -15,7 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.errors import ModelError
-from edgeseg.evalmetrics import confusion_matrix, format_table, per_image_iou, scores_from_confusion
+from edgeseg.data.base import sample_id
+from edgeseg.evalmetrics import confusion_matrix, finite_or_none, format_table, per_image_iou, scores_from_confusion
 from edgeseg.fileio import atomic_write_text
 from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map
 from edgeseg.spec import SPEC_FILENAME, ModelSpec
@@ -39,13 +40,9 @@ class EvalReport:
             "subset": self.subset,
             "images": self.images,
             "scores": self.scores.to_dict(),
-            "per_image_mean_iou": [{"sample": s, "mean_iou": _finite(v)} for s, v in self.per_image],
+            "per_image_mean_iou": [{"sample": s, "mean_iou": finite_or_none(v)} for s, v in self.per_image],
             "pictures": self.pictures,
         }
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def load_model_and_spec(path: str | Path):
@@ -125,7 +122,7 @@ def evaluate(
         images=len(dataset),
         scores=scores,
         table=format_table(scores, spec.class_names),
-        per_image=[(_sample_id(dataset, i), v) for i, v in per_image],
+        per_image=[(sample_id(dataset, i), v) for i, v in per_image],
     )
     if out_dir is not None:
         out = Path(out_dir)
@@ -141,14 +138,9 @@ def evaluate(
                 predict_class_maps(model, images, spec),
                 spec,
                 out / f"{name}.png",
-                titles=[f"{_sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
+                titles=[f"{sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
             )
             report.pictures[name] = str(out / f"{name}.png")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
-
-
-def _sample_id(dataset, index: int) -> str:
-    paths = getattr(dataset, "image_paths", None)
-    return Path(paths[index]).name if paths else f"#{index}"
