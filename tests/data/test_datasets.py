@@ -349,11 +349,10 @@ def test_validate_empty_and_limit(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Synthetic (written by another module; skipped until it exists)
+# Synthetic
 
 
 def test_synthetic_subsets_are_held_out_worlds():
-    pytest.importorskip("edgeseg.data.synthetic", reason="edgeseg.data.synthetic is not written yet")
     train = open_dataset("synthetic://?seed=1&n=100", "train", size=(32, 48))
     val = open_dataset("synthetic://?seed=1&n=100", "val", size=(32, 48))
     test = open_dataset("synthetic://?n=100", "test", seed=1, size=(32, 48))
