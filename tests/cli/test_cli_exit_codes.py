@@ -50,17 +50,6 @@ def test_evaluate_bad_flags_are_usage_errors(tmp_path, capsys):
     assert "invalid choice: 'everything'" in capsys.readouterr().err
 
 
-def test_evaluate_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
-    import edgeseg.train.evaluate as evaluate_module
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(evaluate_module, "evaluate", interrupted)
-    assert main(["evaluate", str(tmp_path), "--data", "synthetic://?n=4"]) == 130
-    assert capsys.readouterr().err.strip() == "edgeseg evaluate: interrupted"
-
-
 def test_demo_with_missing_data(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--data", f"masks:{tmp_path}/absent", "--no-progress"]) == 1
     assert "absent does not exist" in one_error_line(capsys, "demo")
@@ -87,12 +76,17 @@ def test_demo_bad_flags_are_usage_errors(tmp_path, capsys):
     assert "must be positive" in capsys.readouterr().err
 
 
-def test_demo_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
-    import edgeseg.demo as demo_module
+@pytest.mark.parametrize("command, module, function, extra", [
+    ("evaluate", "edgeseg.train.evaluate", "evaluate", ["--data", "synthetic://?n=4"]),
+    ("demo", "edgeseg.demo", "run_demo", ["--no-progress"]),
+])
+def test_ctrl_c_exits_130(command, module, function, extra, tmp_path, monkeypatch, capsys):
+    import importlib
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_module, "run_demo", interrupted)
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 130
-    assert capsys.readouterr().err.strip() == "edgeseg demo: interrupted"
+    monkeypatch.setattr(importlib.import_module(module), function, interrupted)
+    target = ["--out", str(tmp_path / "demo")] if command == "demo" else [str(tmp_path)]
+    assert main([command, *target, *extra]) == 130
+    assert capsys.readouterr().err.strip() == f"edgeseg {command}: interrupted"
