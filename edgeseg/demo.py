@@ -101,9 +101,14 @@ class DemoSummary:
 def run_demo(config: DemoConfig, log: Log = print) -> DemoSummary:
     """Run every stage that is not up to date; return all records (reused ones too)."""
     paths = DemoPaths(config.out)
+    if paths.out.exists() and not paths.out.is_dir():
+        raise EdgesegError(f"--out {paths.out} is a file, not a folder; choose a folder for the demo's outputs")
     if config.fresh and paths.out.exists():
         shutil.rmtree(paths.out)
-    paths.records.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.records.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EdgesegError(f"cannot create {paths.records}: {err.strerror}; choose a writable --out folder") from None
     summary = DemoSummary()
     started = time.monotonic()
     stages = _stages(config, paths)

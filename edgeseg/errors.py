@@ -31,3 +31,8 @@ def check_field_range(config: object, name: str, low: float, high: float) -> Non
     value = getattr(config, name)
     if not low <= value <= high:
         raise EdgesegError(f"{type(config).__name__}.{name}={value!r} is outside [{low}, {high}]")
+
+
+def one_line(err: BaseException) -> str:
+    """A library's error message on one line (Keras and TensorFlow spread theirs over several)."""
+    return " ".join(str(err).split())

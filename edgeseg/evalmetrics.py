@@ -41,6 +41,11 @@ def _valid_pairs(truth: np.ndarray, pred: np.ndarray, num_classes: int, ignore_i
     return t, p, valid
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """A score as JSON wants it: a float, or None (null) where it is undefined (NaN) or infinite."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def confusion_matrix(
     truth: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = 255
 ) -> np.ndarray:
@@ -100,10 +105,7 @@ class SegmentationScores:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; NaN becomes None (null)."""
-
-        def clean(value: float | None) -> float | None:
-            return None if value is None or math.isnan(value) else float(value)
-
+        clean = finite_or_none
         data = {
             "class_names": list(self.class_names),
             "pixels": int(self.pixels),

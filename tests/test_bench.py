@@ -1,7 +1,8 @@
 """`edgeseg bench`: real tiny models timed in real child processes, the table, JSON and errors.
 
 One 32x32 Keras model with the synthetic world's four classes (saved as a run folder), its
-tf2onnx export and an INT8 (Q/DQ) model calibrated from it with edgeseg.calib, built once.
+export through edgeseg.export and an INT8 (Q/DQ) model calibrated from it with edgeseg.calib,
+built once.
 """
 
 from __future__ import annotations
@@ -25,35 +26,15 @@ FAST = ["--runs", "5", "--warmup", "1"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(export_tiny_model, tiny_net) -> dict[str, Path]:
     """run (Keras run folder), onnx (float, spec embedded), int8 (Q/DQ from edgeseg.calib)."""
-    import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
     from edgeseg.calib import DatasetImages, calibrate
-    from edgeseg.onnxmeta import write_spec_metadata
 
-    root = tmp_path_factory.mktemp("bench_models")
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    logits = keras.layers.Conv2D(len(SYNTHETIC_CLASSES), 1, name="logits")(x)
-    model = keras.Model(inputs, logits)
     spec = ModelSpec(class_names=SYNTHETIC_CLASSES, input_height=SIZE, input_width=SIZE, traversable=("floor",))
-    (root / "run").mkdir()
-    model.save(root / "run" / "model.keras")
-    spec.save(root / "run" / "spec.json")
-
-    model.output_names = ["logits"]  # tf2onnx 1.17 with Keras 3 needs this
-    signature = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-    onnx.save(write_spec_metadata(proto, spec), str(root / "model.onnx"))
-    report = calibrate(root / "model.onnx", DatasetImages(DATA), target="cpu", method="minmax", num_frames=8,
+    exported = export_tiny_model(tiny_net(len(SYNTHETIC_CLASSES), size=SIZE), spec, "bench_models")
+    report = calibrate(exported.onnx_path, DatasetImages(DATA), target="cpu", method="minmax", num_frames=8,
                        fmt="qdq", progress=False, warn=lambda message: None)
-    return {"run": root / "run", "onnx": root / "model.onnx", "int8": report.output, "spec": spec}
+    return {"run": exported.run_dir, "onnx": exported.onnx_path, "int8": report.output, "spec": spec}
 
 
 @pytest.fixture

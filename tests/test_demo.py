@@ -39,7 +39,9 @@ def test_demo_writes_every_artifact(toy_demo, capsys):
     assert len(commands) == 12 and all(-1 <= c["steering"] <= 1 and 0 <= c["throttle"] <= 1 for c in commands)
 
     verify = json.loads(paths.record("verify").read_text())["engines"][0]
-    assert 0.0 <= verify["agreement"] <= 1.0 and verify["engine"].endswith("model.int8.cpu.onnx")
+    # INT8 against float on held-out frames (measured at toy scale: agreement 1.000, drop 0.0 pp)
+    assert verify["agreement"] >= 0.95 and verify["engine"].endswith("model.int8.cpu.onnx")
+    assert abs(verify["miou_drop_pp"]) <= 5.0
     bench = json.loads(paths.record("bench").read_text())
     assert {(row["backend"], row["precision"]) for row in bench["rows"]} >= {
         ("keras", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}

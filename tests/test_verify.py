@@ -3,7 +3,7 @@
 The models are real ONNX graphs run by real ONNX Runtime on the real synthetic world: a 1x1
 convolution (NCHW, 32x32, the synthetic world's four classes) written with onnx.helper, so no
 TensorFlow is needed here. The "engine" is the same graph with perturbed weights; the
-end-to-end train / export / quantize parity lives in tests/test_parity.py.
+end-to-end train / export / quantize parity lives in tests/test_train_export_int8_parity.py.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from edgeseg.data.base import spread_indices  # also imported from here by bench and sensitivity
 from edgeseg.errors import DataError
 from edgeseg.runtime.preprocess import preprocess, resize_frame
 from edgeseg.spec import ModelSpec
@@ -72,13 +73,6 @@ class FrameSource(Protocol):
     def read(self, count: int, spec: ModelSpec) -> FrameSet:
         """Read up to `count` frames spread over the source, fitted to `spec`'s input size."""
         ...
-
-
-def spread_indices(total: int, count: int) -> list[int]:
-    """`count` indices spread evenly over range(total) (all of them if total <= count)."""
-    if total <= count:
-        return list(range(total))
-    return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
 
 
 @dataclass(frozen=True)

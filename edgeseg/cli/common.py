@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import re
 
+from edgeseg.errors import EdgesegError
+from edgeseg.size import Size, parse_size
 
-def size(text: str) -> tuple[int, int]:
-    """`256x256` or `256` -> (height, width)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+))?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 256x256")
-    height = int(match.group(1))
-    width = int(match.group(2) or height)
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return height, width
+
+def size(text: str) -> Size:
+    """`256x320` (height first) or `256` -> Size(height, width); see `edgeseg.size`."""
+    try:
+        return parse_size(text)
+    except EdgesegError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def split(text: str) -> tuple[float, float, float]:
@@ -149,8 +148,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser, head: bool = True) -> No
     group.add_argument("--spec", metavar="FILE", help="spec JSON (keys: these flag names, or the spec's field names)")
     group.add_argument("--classes", type=names, metavar="A,B,...",
                        help="class names, one per output channel (a 1-channel sigmoid head: two, background first)")
-    group.add_argument("--size", type=size, metavar="HxW",
-                       help="input size (default: the model's; needed when its height and width are dynamic)")
+    group.add_argument("--size", type=size, metavar="HEIGHTxWIDTH",
+                       help="input size, height first (default: the model's; needed when its height and width are dynamic)")
     group.add_argument("--scale", type=number, help="multiply pixels (0..255) by this first, e.g. 1/255")
     group.add_argument("--mean", type=triple, metavar="R,G,B", help="subtract after scaling")
     group.add_argument("--std", type=triple, metavar="R,G,B", help="divide by after subtracting the mean")

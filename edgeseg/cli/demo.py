@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=common.duration, default=defaults.time_budget_s,
                         help=f"training time budget (default {defaults.time_budget_s / 60:g}m: the whole demo "
                              "fits in 20 minutes on 2 cores)")
-    parser.add_argument("--size", type=common.size, default=defaults.size, help="model input HxW (default 256x256)")
+    parser.add_argument("--size", type=common.size, default=defaults.size, metavar="HEIGHTxWIDTH",
+                        help="model input size, height first (default 256x256)")
     parser.add_argument("--data", default=DEMO_DATA, help=f"training data (default {DEMO_DATA})")
     parser.add_argument("--eval-frames", type=common.positive_int, default=defaults.eval_frames, metavar="N",
                         help=f"held-out frames for the float-vs-INT8 check (default {defaults.eval_frames})")

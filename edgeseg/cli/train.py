@@ -11,7 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", help="model name, e.g. deeplabv3plus_mobilenetv2 (see --list-models)")
     parser.add_argument("--data", help="dataset: voc:DIR, masks:DIR, camvid:DIR, index:IMAGES,MASKS or synthetic://")
     parser.add_argument("--out", help="run folder to write (model.keras, spec.json, history.csv, pictures)")
-    parser.add_argument("--size", type=common.size, default=(256, 256), help="input HxW (default 256x256)")
+    parser.add_argument("--size", type=common.size, default=(256, 256), metavar="HEIGHTxWIDTH",
+                        help="input size, height first (default 256x256)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")

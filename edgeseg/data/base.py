@@ -14,10 +14,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-# How a mask file stores class indices.
-MASK_INDEX = "index"  # single-channel 8-bit PNG holding class indices (CamVid)
-MASK_PALETTE = "palette"  # palettised PNG, read as indices with Pillow mode 'P' (Pascal VOC)
-MASK_BINARY = "binary"  # grayscale or colour, foreground where value > 127
+# The mask formats live with the readers that interpret them; re-exported here for datasets.
+from edgeseg.data.io import MASK_BINARY, MASK_INDEX, MASK_PALETTE, read_mask, read_rgb
+
+__all__ = [
+    "MASK_BINARY", "MASK_INDEX", "MASK_PALETTE", "ClassInfo", "FileDataset", "SegDataset", "sample_id", "spread_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,23 @@ class FileDataset:
         return len(self.image_paths)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        from edgeseg.data.io import read_mask, read_rgb
-
         image = read_rgb(self.image_paths[index])
         mask = read_mask(self.mask_paths[index], self.mask_format)
         return image, mask
+
+
+def sample_id(dataset: SegDataset, index: int) -> str:
+    """How reports name sample `index`: its image file name, or `#index` for generated data."""
+    paths = getattr(dataset, "image_paths", None)
+    return Path(paths[index]).name if paths else f"#{index}"
+
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """`count` indices spread evenly over range(total) (all of them if total <= count).
+
+    Evenly spread rather than the first `count`: neighbouring frames of a video or a sorted
+    folder look alike, and a few from everywhere represent the whole better.
+    """
+    if total <= count:
+        return list(range(total))
+    return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})

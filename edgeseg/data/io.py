@@ -13,10 +13,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from edgeseg.data.base import MASK_BINARY, MASK_INDEX, MASK_PALETTE
 from edgeseg.errors import DataError
 from edgeseg.fileio import atomic_path
 
+# How a mask file stores class indices.
+MASK_INDEX = "index"  # single-channel 8-bit PNG holding class indices (CamVid)
+MASK_PALETTE = "palette"  # palettised PNG, read as indices with Pillow mode 'P' (Pascal VOC)
+MASK_BINARY = "binary"  # grayscale or colour, foreground where value > 127
 MASK_FORMATS = (MASK_INDEX, MASK_PALETTE, MASK_BINARY)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

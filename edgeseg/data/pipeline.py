@@ -112,7 +112,8 @@ def make_tf_dataset(
     """
     import tensorflow as tf
 
-    from edgeseg.data.sources import parse_size, validate_dataset
+    from edgeseg.data.sources import validate_dataset
+    from edgeseg.size import parse_size
 
     height, width = parse_size(size)
     count = len(ds)

@@ -40,6 +40,7 @@ from edgeseg.data.folders import (
 from edgeseg.data.io import file_is_truncated, read_gray_mask, read_mask
 from edgeseg.data.voc import voc_dataset
 from edgeseg.errors import DataError, EdgesegError
+from edgeseg.size import Size, parse_size
 
 if TYPE_CHECKING:
     from edgeseg.spec import ModelSpec
@@ -152,23 +153,6 @@ def parse_split(text: str | Sequence[float]) -> tuple[float, float, float]:
     return (values[0], values[1], values[2])
 
 
-def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
-    """(height, width) from "256x320" (height first) or "256" (square)."""
-    if isinstance(text, str):
-        parts = text.lower().replace(",", "x").split("x")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise DataError(f"cannot read size {text!r}; write HEIGHTxWIDTH like 256x256, or one number") from None
-    else:
-        values = [int(v) for v in text]
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise DataError(f"a size is two positive numbers HEIGHTxWIDTH like 256x256, got {text!r}")
-    return (values[0], values[1])
-
-
 def split_indices(count: int, split: Sequence[float], seed: int) -> dict[str, np.ndarray]:
     """Sorted sample indices of train/val/test: a seeded permutation cut by the split fractions.
 
@@ -212,7 +196,7 @@ def open_dataset(
     subset: str = "train",
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    size: tuple[int, int] | None = None,
+    size: Size | tuple[int, int] | None = None,
 ) -> SegDataset:
     """Open the dataset a `--data` string names, one subset of it.
 
@@ -298,7 +282,7 @@ def _int_option(options: dict[str, str], key: str, default: int, low: int, high:
     return value
 
 
-def _open_synthetic(options: dict[str, str], subset: str, seed: int, size: tuple[int, int] | None) -> SegDataset:
+def _open_synthetic(options: dict[str, str], subset: str, seed: int, size: Size | tuple[int, int] | None) -> SegDataset:
     from edgeseg.data.synthetic import SyntheticDataset  # renders with OpenCV; only loaded when asked for
 
     base_seed = _int_option(options, "seed", seed, 0)

@@ -8,20 +8,18 @@ output channels, its final activation), and checked against the model before any
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from edgeseg.errors import DataError, ModelError, SpecError
+from edgeseg.errors import DataError, ModelError, SpecError, one_line
+from edgeseg.runtime.keras_backend import H5_SUFFIXES, MODEL_FILENAME, load_keras_model
 from edgeseg.spec import SPEC_FILENAME, ModelSpec
 
-MODEL_FILENAME = "model.keras"  # what `edgeseg train` writes into a run folder
 SAVED_MODEL_FILENAME = "saved_model.pb"
 KERAS_SUFFIXES = (".keras",)
-H5_SUFFIXES = (".h5", ".hdf5")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 Shape = tuple[int | None, ...]
@@ -106,33 +104,14 @@ def load_model(source: str | Path | Any) -> LoadedModel:
     )
 
 
-def one_line(err: BaseException) -> str:
-    """A library's error message on one line (Keras and TensorFlow spread theirs over several)."""
-    return " ".join(str(err).split())
-
-
 def _spec_beside(folder: Path) -> Path | None:
     candidate = folder / SPEC_FILENAME
     return candidate if candidate.is_file() else None
 
 
 def _load_keras_file(path: Path, spec_dir: Path) -> LoadedModel:
-    import h5py
-    import keras
-
+    model = load_keras_model(path)
     is_h5 = path.suffix.lower() in H5_SUFFIXES
-    # Keras calls a corrupt .keras file "not found"; say what is really wrong.
-    if is_h5 and not h5py.is_hdf5(path):
-        raise ModelError(f"{path} is not a valid HDF5 file (corrupt or truncated?); re-save the model")
-    if not is_h5 and not zipfile.is_zipfile(path):
-        raise ModelError(
-            f"{path} is not a valid .keras file (a .keras file is a zip archive; corrupt or "
-            "truncated?); re-save the model with model.save()"
-        )
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as err:
-        raise ModelError(f"cannot load Keras model {path}: {one_line(err)}") from None
     loaded = _wrap_keras_model(model, name=str(path), kind="h5" if is_h5 else "keras")
     loaded.spec_path = _spec_beside(spec_dir)
     return loaded

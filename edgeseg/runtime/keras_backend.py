@@ -3,6 +3,10 @@
 Opens `model.keras` / `.h5` files or a training run folder (RUN_DIR/model.keras with
 RUN_DIR/spec.json). Keras (and so TensorFlow) is imported only when a model is opened; nothing
 on the robot's ONNX path imports this module.
+
+`load_keras_model` is edgeseg's one Keras file loader: export, evaluation and training load
+through it too. It lives here, at the runtime's floor, because the runtime may not import
+export or train, while they may import the runtime.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.errors import EngineError
+from edgeseg.errors import EngineError, ModelError, one_line
 from edgeseg.runtime.backends import BackendBase, check_spec_matches_model, normalize_shape, resolve_spec
 from edgeseg.spec import SPEC_FILENAME, ModelSpec
 
-MODEL_FILENAME = "model.keras"
+MODEL_FILENAME = "model.keras"  # what `edgeseg train` writes into a run folder
+H5_SUFFIXES = (".h5", ".hdf5")
 
 
 class KerasBackend(BackendBase):
@@ -61,7 +66,8 @@ def open_keras(path: str | Path, spec: ModelSpec | None = None) -> KerasBackend:
     """Load a Keras model file or run folder; the spec is `spec.json` beside the model.
 
     Raises:
-        EngineError: the file is missing or Keras cannot load it.
+        EngineError: the file is missing.
+        ModelError: Keras cannot load it (see `load_keras_model`).
         SpecError: no spec beside the model and none given, or it does not match the model.
     """
     path = Path(path)
@@ -72,14 +78,7 @@ def open_keras(path: str | Path, spec: ModelSpec | None = None) -> KerasBackend:
     found = ModelSpec.load(spec_path) if spec is None and spec_path.is_file() else None
     spec = resolve_spec(spec, found, model_path, f"there is no {spec_path} (`edgeseg train` writes it there)")
 
-    import keras  # edgeseg models use standard layers only: no custom objects to register
-
-    try:
-        model = keras.saving.load_model(str(model_path), compile=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
-        raise EngineError(
-            f"Keras cannot load {model_path}: {err}; re-save it with `edgeseg train`"
-        ) from None
+    model = load_keras_model(model_path)
     if len(model.inputs) != 1:
         raise EngineError(
             f"{model_path} has {len(model.inputs)} inputs; edgeseg runs models with one image input"
@@ -92,6 +91,35 @@ def open_keras(path: str | Path, spec: ModelSpec | None = None) -> KerasBackend:
         normalize_shape(model.outputs[0].shape),
     )
     return KerasBackend(model_path, model, spec)
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """A `.keras` or `.h5` file as a `keras.Model` for inference (`compile=False`).
+
+    edgeseg models use standard layers only: there are no custom objects to register.
+
+    Raises:
+        ModelError: the file is missing, corrupt or truncated, or not a Keras model.
+    """
+    import h5py
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no Keras model at {path}; pass a .keras or .h5 file or an edgeseg run folder")
+    is_h5 = path.suffix.lower() in H5_SUFFIXES
+    # Keras calls a corrupt .keras file "not found"; say what is really wrong.
+    if is_h5 and not h5py.is_hdf5(path):
+        raise ModelError(f"{path} is not a valid HDF5 file (corrupt or truncated?); re-save the model")
+    if not is_h5 and not zipfile.is_zipfile(path):
+        raise ModelError(
+            f"{path} is not a valid .keras file (a .keras file is a zip archive; corrupt or "
+            "truncated?); re-save the model with model.save()"
+        )
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, OSError, TypeError, KeyError, zipfile.BadZipFile) as err:
+        raise ModelError(f"cannot load Keras model {path}: {one_line(err)}") from None
 
 
 def _tensor_name(tensor: Any) -> str:

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import DataError, EdgesegError
+from edgeseg.size import Size, parse_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -777,23 +778,13 @@ class ImageFolderSource(Source):
 # --- the synthetic world ----------------------------------------------------------------------
 
 
-def parse_size(text: str | tuple[int, int]) -> tuple[int, int]:
-    """`320x240` -> (width, height)."""
-    if isinstance(text, tuple):
-        return int(text[0]), int(text[1])
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise EdgesegError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 320x240")
-    return int(match.group(1)), int(match.group(2))
-
-
 class SyntheticSource(Source):
     """A drive through the synthetic RC-car world: no camera needed. URI: `synthetic://?seed=0&...`.
 
     | option           | default | meaning                                                          |
     |------------------|---------|------------------------------------------------------------------|
     | seed             | 0       | which world (`World.generate(seed)`) and start pose               |
-    | size             | 320x240 | frame size WIDTHxHEIGHT (or width=, height=)                      |
+    | size             | 320x240 | frame size WIDTHxHEIGHT, width first (or width=, height=)         |
     | fps              | 30      | frame rate; the car moves 1/fps seconds per frame                 |
     | realtime         | true    | true: frames at fps like a camera (live: a slow pipeline drops    |
     |                  |         | frames); false: as fast as read, every frame kept                 |
@@ -814,7 +805,7 @@ class SyntheticSource(Source):
     def __init__(
         self,
         seed: int = 0,
-        size: str | tuple[int, int] = "320x240",
+        size: str | Size = "320x240",  # text is WIDTHxHEIGHT, as cameras are given
         width: int | None = None,
         height: int | None = None,
         fps: float = 30.0,
@@ -825,8 +816,8 @@ class SyntheticSource(Source):
     ) -> None:
         from edgeseg.data.world import Camera, World
 
-        frame_width, frame_height = parse_size(size)
-        frame_width, frame_height = int(width or frame_width), int(height or frame_height)
+        frame = parse_size(size, width_first=True)
+        frame_width, frame_height = int(width or frame.width), int(height or frame.height)
         fps = float(fps)
         if not 0 < fps <= 1000:
             raise EdgesegError(f"synthetic fps must be in (0, 1000], got {fps}")

@@ -15,7 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.errors import ModelError
-from edgeseg.evalmetrics import confusion_matrix, format_table, per_image_iou, scores_from_confusion
+from edgeseg.data.base import sample_id
+from edgeseg.evalmetrics import confusion_matrix, finite_or_none, format_table, per_image_iou, scores_from_confusion
 from edgeseg.fileio import atomic_write_text
 from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map
 from edgeseg.spec import SPEC_FILENAME, ModelSpec
@@ -39,29 +40,21 @@ class EvalReport:
             "subset": self.subset,
             "images": self.images,
             "scores": self.scores.to_dict(),
-            "per_image_mean_iou": [{"sample": s, "mean_iou": _finite(v)} for s, v in self.per_image],
+            "per_image_mean_iou": [{"sample": s, "mean_iou": finite_or_none(v)} for s, v in self.per_image],
             "pictures": self.pictures,
         }
 
 
-def _finite(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
 def load_model_and_spec(path: str | Path):
     """Load a Keras model and its ModelSpec from a run folder or a `.keras` file beside spec.json."""
-    import keras
+    from edgeseg.runtime.keras_backend import MODEL_FILENAME, load_keras_model
 
     path = Path(path)
-    model_path = path / "model.keras" if path.is_dir() else path
+    model_path = path / MODEL_FILENAME if path.is_dir() else path
     if not model_path.exists():
         raise ModelError(f"no model at {model_path}; pass a run folder from `edgeseg train` or a .keras file")
     spec = ModelSpec.load(model_path.parent / SPEC_FILENAME)
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except (ValueError, OSError) as err:
-        raise ModelError(f"cannot load {model_path}: {err}") from None
-    return model, spec
+    return load_keras_model(model_path), spec
 
 
 def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, batch: int = 8) -> list[np.ndarray]:
@@ -73,6 +66,16 @@ def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, bat
         for image, class_map in zip(chunk, class_map_from_output(output, spec)):
             maps.append(resize_class_map(class_map, *image.shape[:2]))
     return maps
+
+
+def sample_predictions(model, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
+    """image | truth | prediction for the first few samples of a dataset, through the runtime path."""
+    from edgeseg.train import plots
+
+    samples = [dataset.load(i) for i in range(min(count, len(dataset)))]
+    images = [image for image, _ in samples]
+    truths = [mask for _, mask in samples]
+    return plots.prediction_grid(images, truths, predict_class_maps(model, images, spec), spec, path)
 
 
 def evaluate(
@@ -119,7 +122,7 @@ def evaluate(
         images=len(dataset),
         scores=scores,
         table=format_table(scores, spec.class_names),
-        per_image=[(_sample_id(dataset, i), v) for i, v in per_image],
+        per_image=[(sample_id(dataset, i), v) for i, v in per_image],
     )
     if out_dir is not None:
         out = Path(out_dir)
@@ -135,14 +138,9 @@ def evaluate(
                 predict_class_maps(model, images, spec),
                 spec,
                 out / f"{name}.png",
-                titles=[f"{_sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
+                titles=[f"{sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
             )
             report.pictures[name] = str(out / f"{name}.png")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return report
-
-
-def _sample_id(dataset, index: int) -> str:
-    paths = getattr(dataset, "image_paths", None)
-    return Path(paths[index]).name if paths else f"#{index}"

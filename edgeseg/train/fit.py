@@ -295,12 +295,14 @@ def _train(config: TrainConfig, resume: bool, progress: bool | None) -> TrainRes
     elif early.stopped_epoch:
         stopped_by = "early_stopping"
 
+    from edgeseg.runtime.keras_backend import load_keras_model
     from edgeseg.train import plots
+    from edgeseg.train.evaluate import sample_predictions
 
     rows = read_history(run_dir / HISTORY_FILENAME)
     plots.training_curves(rows, run_dir / "curves.png", monitor=monitor)
-    best_model = keras.models.load_model(run_dir / MODEL_FILENAME, compile=False)
-    plots.sample_predictions(best_model, val_ds, spec, run_dir / "samples.png")
+    best_model = load_keras_model(run_dir / MODEL_FILENAME)
+    sample_predictions(best_model, val_ds, spec, run_dir / "samples.png")
     result = TrainResult(
         run_dir=run_dir,
         spec=spec,

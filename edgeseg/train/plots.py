@@ -1,6 +1,7 @@
 """Pictures people would rather look at than read: curves, samples, confusion matrices.
 
 matplotlib with the Agg backend (no display needed); every picture is written atomically.
+Plots only draw what they are given: predicting is the caller's (`edgeseg.train.evaluate`).
 """
 
 from __future__ import annotations
@@ -82,18 +83,6 @@ def prediction_grid(
     fig.legend(handles, spec.class_names, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path)
-
-
-def sample_predictions(model, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
-    """image | truth | prediction for the first few samples of a dataset, through the runtime path."""
-    from edgeseg.train.evaluate import predict_class_maps
-
-    indices = list(range(min(count, len(dataset))))
-    samples = [dataset.load(i) for i in indices]
-    images = [image for image, _ in samples]
-    truths = [mask for _, mask in samples]
-    predictions = predict_class_maps(model, images, spec)
-    return prediction_grid(images, truths, predictions, spec, path)
 
 
 def confusion_matrix_picture(cm: np.ndarray, class_names: Sequence[str], path: Path) -> Path:

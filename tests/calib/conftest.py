@@ -3,7 +3,8 @@
 The scenes are 32x32 pictures of 8x8 blocks; a block's class is its dominant colour channel
 (0 red, 1 green, 2 blue). The Keras model (strided conv, conv, residual add, average pool,
 1x1 class conv, bilinear upsampling) trains for a few epochs so its logits mean something,
-then tf2onnx exports it (input "image", dynamic batch, opset 17) with the spec embedded.
+then `edgeseg.export` exports it (input "image", dynamic batch, opset 17) with the spec embedded,
+through the shared `export_tiny_model` fixture of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -56,13 +57,8 @@ class TinyModel:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+def tiny_model(export_tiny_model) -> TinyModel:
     import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgeseg.onnxmeta import write_spec_metadata
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
@@ -79,15 +75,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     images, masks = block_scenes(64, seed=0)
     model.fit(images.astype("float32"), masks, batch_size=16, epochs=6, verbose=0)
 
-    model.output_names = ["logits"]  # tf2onnx 1.17 with Keras 3 needs this
-    signature = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-    root = tmp_path_factory.mktemp("calib_model")
-    nospec = root / "nospec.onnx"
-    onnx.save(proto, str(nospec))
-    path = root / "model.onnx"
-    onnx.save(write_spec_metadata(proto, SPEC), str(path))
-    return TinyModel(path, nospec, SPEC)
+    exported = export_tiny_model(model, SPEC, "calib_model")
+    nospec = exported.with_spec(None, exported.onnx_path.with_name("nospec.onnx"))
+    return TinyModel(exported.onnx_path, nospec, SPEC)
 
 
 @pytest.fixture(scope="session")

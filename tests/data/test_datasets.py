@@ -14,7 +14,7 @@ from edgeseg.data.base import MASK_BINARY, MASK_INDEX, MASK_PALETTE
 from edgeseg.data.folders import CAMVID_CLASSES, CAMVID_PALETTE, index_mask_dataset, mask_folder_dataset
 from edgeseg.data.sources import parse_data_spec, split_indices
 from edgeseg.data.voc import VOC_CLASSES, voc_dataset
-from edgeseg.errors import DataError
+from edgeseg.errors import DataError, EdgesegError
 from edgeseg.spec import ModelSpec, default_palette
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -286,7 +286,7 @@ def test_parse_split_and_size():
     assert parse_size("256x320") == (256, 320)
     assert parse_size("64") == (64, 64)
     for bad in ("0x10", "abc", "1x2x3", "-5x5"):
-        with pytest.raises(DataError, match="size"):
+        with pytest.raises(EdgesegError, match=r"is not HEIGHTxWIDTH \(height first\)"):
             parse_size(bad)
 
 
@@ -349,11 +349,10 @@ def test_validate_empty_and_limit(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Synthetic (written by another module; skipped until it exists)
+# Synthetic
 
 
 def test_synthetic_subsets_are_held_out_worlds():
-    pytest.importorskip("edgeseg.data.synthetic", reason="edgeseg.data.synthetic is not written yet")
     train = open_dataset("synthetic://?seed=1&n=100", "train", size=(32, 48))
     val = open_dataset("synthetic://?seed=1&n=100", "val", size=(32, 48))
     test = open_dataset("synthetic://?n=100", "test", seed=1, size=(32, 48))

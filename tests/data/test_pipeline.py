@@ -8,15 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from edgeseg.data.base import MASK_BINARY, MASK_INDEX, MASK_PALETTE, ClassInfo, FileDataset
+from edgeseg.data.pipeline import AugmentConfig, make_tf_dataset
 from edgeseg.errors import DataError
 from edgeseg.spec import default_palette
-
-tf = pytest.importorskip("tensorflow")
-
-from edgeseg.data.pipeline import AugmentConfig, make_tf_dataset  # noqa: E402
 
 H, W = 16, 24
 THREE = ClassInfo(names=("a", "b", "c"))
@@ -226,7 +224,6 @@ def test_file_cache(tmp_path):
 
 
 def test_synthetic_world_through_the_pipeline():
-    pytest.importorskip("edgeseg.data.synthetic", reason="edgeseg.data.synthetic is not written yet")
     from edgeseg.data import open_dataset
 
     ds = open_dataset("synthetic://?n=8", "train", size=(32, 32))

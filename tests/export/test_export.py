@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import tf2onnx  # noqa: F401  (a core dependency of export: a broken install fails here, not as skips)
 
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
 from edgeseg.export import SpecOverrides, compare_outputs, export_onnx, keras_to_onnx, synthetic_frames
 from edgeseg.onnxmeta import read_spec_from_onnx_file
 from edgeseg.runtime.preprocess import preprocess
 from edgeseg.spec import ModelSpec
-
-keras = pytest.importorskip("keras")
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("tf2onnx")
 
 SIZE = 32
 CLASSES = ("road", "grass", "sky")

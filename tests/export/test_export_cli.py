@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+import keras
 import numpy as np
+import onnxruntime  # noqa: F401  (core dependencies of export: a broken install fails here, not as skips)
 import pytest
+import tf2onnx  # noqa: F401
 
 from edgeseg import cli
 from edgeseg.cli import common
 from edgeseg.cli import export as export_cli
 from edgeseg.onnxmeta import read_spec_from_onnx_file
 from edgeseg.spec import ModelSpec
-
-keras = pytest.importorskip("keras")
-pytest.importorskip("tf2onnx")
-pytest.importorskip("onnxruntime")
 
 SIZE = 32
 

@@ -5,16 +5,15 @@ conv1) is what it claims to be. Real Keras at 32-96 px; each heavy model is buil
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-import edgeseg.models as models  # noqa: E402
-from edgeseg.errors import ModelError  # noqa: E402
-from edgeseg.models.layers import image_input  # noqa: E402
-from edgeseg.models.mobile import mobilenetv2_backbone  # noqa: E402
-from edgeseg.models.resnet_blocks import copy_conv5_weights, resnet50_backbone  # noqa: E402
+import edgeseg.models as models
+from edgeseg.errors import ModelError
+from edgeseg.models.layers import image_input
+from edgeseg.models.mobile import mobilenetv2_backbone
+from edgeseg.models.resnet_blocks import copy_conv5_weights, resnet50_backbone
 
 NAMES = [
     "compact_unet",

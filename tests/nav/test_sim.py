@@ -14,6 +14,7 @@ from edgeseg import cli
 from edgeseg.data.world import Camera, Pose, World
 from edgeseg.errors import EdgesegError
 from edgeseg.nav import NavConfig, Navigator
+from edgeseg.nav.freespace import FreeSpace
 from edgeseg.nav.navigator import CAMERA_MODES
 from edgeseg.nav.sim import (
     NAV_MODES,
@@ -315,20 +316,46 @@ def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
     assert np.isfinite(episode.trajectory).all()
 
 
+def measured_corridor_width(navigator: Navigator, rows: int, cols: int, row: int) -> float:
+    """The width of the navigator's straight-ahead corridor at grid `row`, fraction of the image width.
+
+    Measured, not recomputed: a single obstacle cell is placed in each column of that row in turn;
+    the corridor is the set of columns where the cell stops the straight-ahead heading at that row.
+    """
+    blocked_columns = 0
+    for col in range(cols):
+        obstacles = np.zeros((rows + 1, cols), np.int64)
+        obstacles[rows] = 1  # the horizon row ends every corridor
+        obstacles[row, col] = 1
+        counts = np.concatenate([np.zeros((rows + 1, 1), np.int64), np.cumsum(obstacles, axis=1)], axis=1)
+        space = FreeSpace(column_depth=np.ones(cols, np.float32), column_free=np.ones(cols, np.float32),
+                          implausible=np.zeros(cols, bool), row_counts=counts, classified=1.0, traversable=1.0,
+                          fragmentation=0.0)
+        depth = navigator._corridor_depth(space, np.array([0.0], np.float32))[0]
+        blocked_columns += bool(depth == pytest.approx(row / rows))
+    return blocked_columns / cols
+
+
 def test_camera_corridor_is_never_narrower_than_the_cars_path():
-    """Where the corridor narrows (stop line to horizon) it still covers the car plus the seen margins,
-    measured with the renderer's projection."""
+    """Where the corridor narrows (stop line to horizon) it still covers the car plus the seen margins:
+    the corridor measured on a free-space grid, the path measured with the renderer's projection."""
     camera = Camera()
+    rows, cols = 64, 256
     for mode in ("safe", "adventurous"):
-        config = NavConfig.for_camera(mode, camera, car_width_m=0.3)
+        # one obstacle cell must be enough to block (min_obstacle_width does not move the corridor's edges)
+        config = replace(NavConfig.for_camera(mode, camera, car_width_m=0.3), min_obstacle_width=0.0)
+        navigator = Navigator([0], mode, config)
         path_m = 0.3 + 2 * CAMERA_MODES[mode].seen_margin_m
-        for depth in np.linspace(config.narrow_from, 0.999, 12):
-            narrowing = (depth - config.narrow_from) / (1.0 - config.narrow_from)
-            corridor = (config.car_width + 2 * config.margin) * (1.0 - (1.0 - config.far_width) * narrowing)
-            row = row_of_depth(camera, config, depth)
+        first = math.ceil(config.narrow_from * rows)
+        for row in range(first, rows, 5):
+            depth = row / rows
+            image_row = row_of_depth(camera, config, depth)
             ahead = np.linspace(0.05, 50.0, 200000)
             _, v = camera.project(Pose(0.0, 0.0, 0.0), ahead, np.zeros_like(ahead))
-            distance = ahead[np.argmin(np.abs(v - row))]
+            distance = ahead[np.argmin(np.abs(v - image_row))]
             u_left, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, path_m / 2)
             u_right, _ = camera.project(Pose(0.0, 0.0, 0.0), distance, -path_m / 2)
-            assert corridor >= (float(u_right) - float(u_left)) / camera.width - 0.01, (mode, depth)
+            path = (float(u_right) - float(u_left)) / camera.width
+            corridor = measured_corridor_width(navigator, rows, cols, row)
+            bottom = config.car_width + 2 * config.margin  # the corridor only narrows from the bumper on
+            assert path - 2.0 / cols <= corridor <= bottom + 2.0 / cols, (mode, depth, corridor, path)

@@ -1,8 +1,9 @@
 """Tiny real models for the runtime tests, built once per session.
 
-A 32x32 three-class Keras model (saved as a run folder) and its tf2onnx export with the spec
-embedded; a 32x32 binary Keras model; and a fixed-batch NCHW ONNX model written with
-onnx.helper (no TensorFlow) whose output is easy to compute by hand.
+A 32x32 three-class Keras model (saved as a run folder) and its export through `edgeseg.export`
+with the spec embedded (the shared `export_tiny_model` fixture of tests/conftest.py); a 32x32
+binary Keras model; and a fixed-batch NCHW ONNX model written with onnx.helper (no TensorFlow)
+whose output is easy to compute by hand.
 """
 
 from __future__ import annotations
@@ -26,49 +27,17 @@ class TinyModels:
     binary_spec: ModelSpec
 
 
-def _save_run(model, spec: ModelSpec, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True)
-    model.save(run_dir / "model.keras")
-    spec.save(run_dir / "spec.json")
-
-
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgeseg.onnxmeta import write_spec_metadata
-
-    root = tmp_path_factory.mktemp("tiny_models")
-    keras.utils.set_random_seed(0)
-
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    logits = keras.layers.Conv2D(3, 1, name="logits")(x)
-    model = keras.Model(inputs, logits)
+def tiny_models(export_tiny_model, tiny_net) -> TinyModels:
     spec = ModelSpec(class_names=("ground", "grass", "obstacle"), input_height=32, input_width=32,
                      traversable=("ground", "grass"), model="tiny")
-    _save_run(model, spec, root / "run")
+    exported = export_tiny_model(tiny_net(3), spec, "tiny_models")
+    onnx_without_spec = exported.with_spec(None, exported.onnx_path.with_name("nospec.onnx"))
 
-    model.output_names = ["logits"]  # tf2onnx 1.17 with Keras 3 needs this
-    signature = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-    onnx_without_spec = root / "nospec.onnx"
-    onnx.save(proto, str(onnx_without_spec))
-    onnx_path = root / "model.onnx"
-    onnx.save(write_spec_metadata(proto, spec), str(onnx_path))
-
-    binary_inputs = keras.Input((32, 32, 3), name="image")
-    y = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(binary_inputs)
-    y = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="mask")(y)
     binary_spec = ModelSpec(class_names=("background", "road"), input_height=32, input_width=32,
                             task="binary", output="sigmoid")
-    _save_run(keras.Model(binary_inputs, y), binary_spec, root / "binary_run")
-
-    return TinyModels(spec, root / "run", onnx_path, onnx_without_spec, root / "binary_run", binary_spec)
+    binary_run = export_tiny_model(tiny_net(1, activation="sigmoid"), binary_spec, "tiny_binary").run_dir
+    return TinyModels(spec, exported.run_dir, exported.onnx_path, onnx_without_spec, binary_run, binary_spec)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeseg import onnxmeta
-from edgeseg.errors import EngineError, SpecError
+from edgeseg.errors import EngineError, ModelError, SpecError
 from edgeseg.onnxmeta import read_spec_from_onnx_file, write_spec_metadata
 from edgeseg.runtime import backends
 from edgeseg.runtime.backends import (
@@ -255,7 +255,7 @@ def test_keras_backend_reads_spec_json_from_run_folder(tiny_models, tmp_path):
     broken = tmp_path / "broken" / "model.keras"
     broken.parent.mkdir()
     broken.write_bytes(b"not a zip")
-    with pytest.raises(EngineError, match="Keras cannot load .*broken"):
+    with pytest.raises(ModelError, match=r"broken.model\.keras is not a valid \.keras file"):
         open_backend(broken, spec=tiny_models.spec)
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures for the streaming tests: a tiny real ONNX model, video files, fake captures.
 
-The model is a 32x32 Keras conv net exported with tf2onnx (the same route as `edgeseg export`),
-its spec embedded in the ONNX metadata; built once per session.
+The model is a 32x32 Keras conv net exported through `edgeseg.export` (the shared
+`export_tiny_model` fixture of tests/conftest.py), its spec embedded; built once per session.
 """
 
 from __future__ import annotations
@@ -29,33 +29,16 @@ class StreamModels:
 
 
 @pytest.fixture(scope="session")
-def stream_models(tmp_path_factory: pytest.TempPathFactory) -> StreamModels:
-    import copy
-
-    import keras
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgeseg.onnxmeta import write_spec_metadata
-
-    root = tmp_path_factory.mktemp("stream_models")
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    logits = keras.layers.Conv2D(len(CLASSES), 1, name="logits")(x)
-    model = keras.Model(inputs, logits)
-    model.output_names = ["logits"]  # tf2onnx 1.17 with Keras 3 needs this
-    signature = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
-
+def stream_models(export_tiny_model, tiny_net) -> StreamModels:
     spec = ModelSpec(class_names=CLASSES, input_height=32, input_width=32, traversable=("floor",), model="tiny")
-    paths = StreamModels(spec, root / "model.onnx", root / "no_traversable.onnx", root / "no_spec.onnx")
-    onnx.save(proto, str(paths.no_spec))
-    onnx.save(write_spec_metadata(copy.deepcopy(proto), spec), str(paths.onnx_path))
-    onnx.save(write_spec_metadata(copy.deepcopy(proto), spec.replace(traversable=())), str(paths.no_traversable))
-    return paths
+    exported = export_tiny_model(tiny_net(len(CLASSES)), spec, "stream_models")
+    folder = exported.onnx_path.parent
+    return StreamModels(
+        spec,
+        exported.onnx_path,
+        exported.with_spec(spec.replace(traversable=()), folder / "no_traversable.onnx"),
+        exported.with_spec(None, folder / "no_spec.onnx"),
+    )
 
 
 def frame_colour(index: int) -> tuple[int, int, int]:

@@ -99,5 +99,5 @@ def test_closing_ends_open_mjpeg_clients() -> None:
     started = time.monotonic()
     server.close()
     assert response.read() == b""  # the stream ends instead of hanging
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 9  # before urlopen's 10 s timeout (wide: busy CI)
     response.close()

@@ -149,15 +149,15 @@ def test_synthetic_frames_deterministic_and_moving() -> None:
 
 
 def test_synthetic_keyword_options_and_timeout() -> None:
-    with open_source("synthetic://?seed=0", width=40, height=30, fps=4) as source:
-        assert source.live and source.fps == 4
+    with open_source("synthetic://?seed=0", width=40, height=30, fps=1) as source:
+        assert source.live and source.fps == 1
         first = source.read(timeout=1.0)
         assert first.ok and first.frame.shape == (30, 40, 3)
         started = time.perf_counter()
-        second = source.read(timeout=0.02)  # the next frame is due in 0.25 s
+        second = source.read(timeout=0.02)  # the next frame is due in 1 s
         assert second.status is ReadStatus.TIMEOUT
-        assert time.perf_counter() - started < 0.2
-        assert source.read(timeout=1.0).ok
+        assert time.perf_counter() - started < 0.6  # returned at its timeout, not with the frame (wide: busy CI)
+        assert source.read(timeout=2.0).ok
 
 
 def test_synthetic_slalom_never_drives_into_solids() -> None:
@@ -182,7 +182,7 @@ def test_interrupt_wakes_a_waiting_read() -> None:
         threading.Timer(0.1, source.interrupt).start()
         started = time.perf_counter()
         read = source.read(timeout=None)  # would wait 2 s for the next frame
-    assert read.status is ReadStatus.END and time.perf_counter() - started < 1.0
+    assert read.status is ReadStatus.END and time.perf_counter() - started < 1.6  # woken, not timed out
 
 
 # --- cameras and streams ----------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_rtsp_unreachable_fails_fast_and_restores_env() -> None:
     started = time.perf_counter()
     with pytest.raises(EdgesegError, match="cannot open stream rtsp://127.0.0.1:1/cam"):
         open_source("rtsp://127.0.0.1:1/cam", backend="ffmpeg", timeout_s=2)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 15  # OpenCV's FFmpeg open timeout is 30 s by default (wide: busy CI)
     assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
 
 
@@ -245,7 +245,8 @@ def test_dropping_stream_reconnects_with_backoff_then_gives_up(kit) -> None:
     assert "fake://cam stopped delivering frames and 3 reconnect attempt(s)" in reads[-1].message
     assert len(opens) == 4
     gaps = np.diff(opens[1:])  # backoff doubles: about 0.04 s then 0.08 s
-    assert gaps[0] >= 0.035 and gaps[1] >= 0.075 and gaps[1] > gaps[0]
+    # Sleeps are never shorter than asked, only longer on a busy machine: lower bounds only.
+    assert gaps[0] >= 0.035 and gaps[1] >= 0.075
     assert source.stats.reconnects == 0
 
 

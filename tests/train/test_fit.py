@@ -48,7 +48,9 @@ def test_run_folder_has_every_artifact(trained_run):
     assert spec.traversable == ("floor",) and spec.input_size == (32, 32) and spec.output == "logits"
     assert spec.model == "compact_unet"
     assert len(history_rows(run_dir)) == 2 and result.epochs_run == 2
-    assert 0.0 <= result.best_metric <= 1.0 and result.monitor == "val_mean_iou"
+    # Two epochs of a 4-filter net barely learn (val mean IoU 0.141 measured; painting everything floor
+    # scores 0.129, any other constant class <= 0.05): the floor catches a broken metric or pipeline.
+    assert result.best_metric > 0.1 and result.monitor == "val_mean_iou"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped_by"] == "epochs" and summary["images_per_second"] > 0
 
@@ -111,7 +113,8 @@ def test_evaluate_cli_writes_table_pictures_and_json(trained_run, tmp_path, caps
     out = capsys.readouterr().out
     assert "mean IoU" in out and "obstacle" in out
     data = json.loads(report.read_text())
-    assert data["images"] == 64 and 0.0 <= data["scores"]["mean_iou"] <= 1.0
+    # Measured: mean IoU 0.143, pixel accuracy 0.524 (random guessing: 0.25; all floor: 0.517).
+    assert data["images"] == 64 and data["scores"]["mean_iou"] > 0.1 and data["scores"]["pixel_accuracy"] > 0.45
     assert len(data["per_image_mean_iou"]) == 64
     for name in ("confusion.png", "best.png", "worst.png"):
         assert (tmp_path / "pics" / name).stat().st_size > 0
