@@ -18,7 +18,8 @@ from edgeseg import __version__
 from edgeseg.errors import EdgesegError
 
 # Subcommand name -> module under edgeseg.cli. Order is the order of `edgeseg --help`.
-COMMANDS = ("demo", "train", "evaluate", "export", "calibrate", "build-engine", "verify", "bench", "stream", "sim")
+COMMANDS = ("demo", "train", "evaluate", "export", "calibrate", "build-engine", "verify", "bench", "stream", "sim",
+            "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
