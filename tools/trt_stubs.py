@@ -1,4 +1,4 @@
-"""Import TensorRT's real Python bindings on a machine without TensorRT, to read their API.
+"""Import TensorRT's (and cuda-python's) real Python bindings on a machine without TensorRT or a GPU.
 
 NVIDIA publishes the compiled bindings as small wheels (`tensorrt-bindings`,
 `tensorrt-cu12-bindings`, `tensorrt-cu13-bindings`); the native libraries they link against
@@ -15,8 +15,11 @@ of C symbols from those libraries to load, so this script:
    `__doc__`), property (and whether it is writable) and enum member with its value.
 
 tests/engine/test_trt_conformance.py checks edgeseg's TensorRT code and the test fakes against
-these surfaces. Cache: $EDGESEG_TRT_STUBS, else .cache/trt-stubs/ in the repository (ignored
-by git). Needs network access once, gcc and binutils.
+these surfaces. cuda-python's runtime bindings need no stubs: they import without a driver and
+answer every call with a real CUDA error (`prepare_cuda`; tests/engine/test_cuda_python_real.py).
+
+Cache: $EDGESEG_TRT_STUBS, else .cache/trt-stubs/ in the repository (ignored by git). Needs
+network access once, gcc and binutils.
 
 Usage:
     python tools/trt_stubs.py                 # prepare every version, print where
@@ -43,6 +46,11 @@ WHEELS = {
     "10.3": "tensorrt-cu12-bindings==10.3.0",  # JetPack 6
     "10.16": "tensorrt-cu12-bindings==10.16.1.11",  # the last 10.x, desktops
     "11.4": "tensorrt-cu13-bindings==11.4.0.106",  # strongly typed only
+}
+# cuda-python's runtime bindings for CUDA 12 (JetPack 6, desktops) and 13, each with what it imports.
+CUDA_WHEELS = {
+    "12.9": ("cuda-bindings==12.9.10", "cuda-pathfinder==1.9.1"),
+    "13.5": ("cuda-bindings==13.5.0", "cuda-pathfinder==1.9.1"),
 }
 STUB_SYMBOLS_SKIPPED = re.compile(r"^(_?Py|dl(open|sym|close|error)$)")
 SURFACE_FORMAT = 1
@@ -157,6 +165,27 @@ def prepare(key: str, root: Path | None = None) -> Prepared:
     build_stubs(modules[0], prepared.libs)
     (folder / "ready").write_text(wheel.name + "\n")
     return prepared
+
+
+def prepare_cuda(key: str, root: Path | None = None) -> Path:
+    """A folder to put on PYTHONPATH that holds cuda-python's bindings of one CUDA version (cached).
+
+    Raises:
+        StubsUnavailable: a wheel cannot be downloaded.
+    """
+    if key not in CUDA_WHEELS:
+        raise StubsUnavailable(f"unknown cuda-python version {key!r}; known: {', '.join(CUDA_WHEELS)}")
+    root = root or cache_root()
+    folder = root / f"cuda-{key}-py{sys.version_info.major}{sys.version_info.minor}"
+    if (folder / "ready").is_file():
+        return folder / "site"
+    wheels = [fetch_wheel(requirement, root / "wheels") for requirement in CUDA_WHEELS[key]]
+    shutil.rmtree(folder, ignore_errors=True)
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(folder / "site")
+    (folder / "ready").write_text("".join(f"{wheel.name}\n" for wheel in wheels))
+    return folder / "site"
 
 
 def surface(prepared: Prepared) -> dict:
@@ -285,6 +314,8 @@ def main(argv: list[str]) -> int:
         for key in WHEELS:
             prepared = prepare(key)
             print(f"TensorRT {key}: PYTHONPATH={prepared.site} LD_LIBRARY_PATH={prepared.libs}")
+        for key in CUDA_WHEELS:
+            print(f"cuda-python for CUDA {key}: PYTHONPATH={prepare_cuda(key)}")
     except StubsUnavailable as err:
         print(f"trt_stubs: {err}", file=sys.stderr)
         return 1

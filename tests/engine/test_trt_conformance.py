@@ -39,7 +39,8 @@ _tool_spec = importlib.util.spec_from_file_location("edgeseg_trt_stubs", ROOT / 
 trt_stubs = sys.modules.setdefault("edgeseg_trt_stubs", importlib.util.module_from_spec(_tool_spec))
 _tool_spec.loader.exec_module(trt_stubs)
 
-SOURCES = (Path(trt_build.__file__), Path(tensorrt_backend.__file__))
+# edgeseg's TensorRT code, and the tests that run it on a Jetson (they must not misuse the API either)
+SOURCES = (Path(trt_build.__file__), Path(tensorrt_backend.__file__), Path(__file__).with_name("test_tensorrt_real.py"))
 MODULE = "<module>"
 
 # Parameters and attributes holding TensorRT objects that the scan cannot see being created.
@@ -188,6 +189,11 @@ class Scanner:
                     self.uses.append(Use(self._where(item), trt_base[0], item.name, "override",
                                          args=[_arity(item)]))
                 self._statement(item, env)
+            return
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.name == "tensorrt":
+                    env[alias.asname or alias.name] = (MODULE, False)
             return
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             value_type = self.type_of(stmt.value, env) if stmt.value is not None else None
