@@ -288,7 +288,7 @@ def check_cameras(report: Report, probes: Probes) -> None:
 
 
 # (flag in /proc/cpuinfo, what it is); the first group that is present decides
-X86_INT8 = (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
+X86_INT8 = (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"), ("amx_int8", "AMX-INT8"))
 ARM_INT8 = (("asimddp", "NEON dot product"), ("i8mm", "NEON int8 matrix multiply"))
 
 

@@ -128,7 +128,7 @@ def test_simulated_missing_pieces_each_say_what_to_do():
     assert csi.status == "warn" and "JetPack's OpenCV" in csi.hint
     assert status(report, "camera", "V4L2")[0] == "info"
     cpu = report.find("cpu", "INT8 instructions")
-    assert (cpu.status, cpu.detail, cpu.hint) == ("warn", "x86_64: no AVX-512 VNNI, AVX-VNNI", INT8_SLOW)
+    assert (cpu.status, cpu.detail, cpu.hint) == ("warn", "x86_64: no AVX-512 VNNI, AVX-VNNI, AMX-INT8", INT8_SLOW)
     assert status(report, "package", "numpy") == ("missing", "not installed (needed for runtime)")
     assert status(report, "package", "tensorflow")[0] == "info"  # optional: training only
     table = report.table()

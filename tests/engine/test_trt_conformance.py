@@ -1,15 +1,15 @@
 """edgeseg's TensorRT code and the test fakes, checked against TensorRT's real Python API.
 
 `tools/trt_stubs.py` downloads the real bindings wheel of each supported version (8.6 for
-JetPack 5, 10.3 for JetPack 6, 11.4), builds stub native libraries so the compiled module
-imports on this CPU machine, and dumps its API surface (classes, methods with pybind11's
-typed signatures, properties, enum members). Nothing native runs: names, arities, argument
-types and enum values are checked, not behaviour.
+JetPack 5, 10.3 for JetPack 6, 10.16 for desktops, 11.4), builds stub native libraries so the
+compiled module imports on this CPU machine, and dumps its API surface (classes, methods with
+pybind11's typed signatures, properties, enum members). Nothing native runs: names, arities,
+argument types and enum values are checked, not behaviour.
 
 Which names edgeseg uses is found by reading the code, not from a list: an AST scan of
-trt_build.py and tensorrt_backend.py follows the `trt` module and the objects TensorRT
-returns (their types come from the real signatures' return types), starting from a few
-parameter names (`RECEIVERS`). Names used only on some versions are the small `GATED` table,
+trt_build.py, tensorrt_backend.py and test_tensorrt_real.py follows the `trt` module and the
+objects TensorRT returns (their types come from the real signatures' return types), starting
+from a few parameter names (`RECEIVERS`). Names used only on some versions are the small `GATED` table,
 tied to the code's own version predicates and checked both ways: present where edgeseg uses
 them, absent where edgeseg relies on their removal.
 
