@@ -28,6 +28,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -95,7 +96,8 @@ def fetch_wheel(requirement: str, folder: Path) -> Path:
     """The wheel for `requirement` in `folder`, downloaded for this Python if not there yet."""
     name, version = requirement.split("==")
     stem = f"{name.replace('-', '_')}-{version}-"
-    found = sorted(folder.glob(f"{stem}*.whl"))
+    abi = f"-cp{sys.version_info.major}{sys.version_info.minor}-"
+    found = sorted(w for w in folder.glob(f"{stem}*.whl") if abi in w.name or w.name.endswith("-none-any.whl"))
     if found:
         return found[0]
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,15 +158,29 @@ def prepare(key: str, root: Path | None = None) -> Prepared:
     if (folder / "ready").is_file():
         return prepared
     wheel = fetch_wheel(WHEELS[key], root / "wheels")
-    shutil.rmtree(folder, ignore_errors=True)
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(prepared.site)
-    modules = sorted(prepared.site.glob("tensorrt_bindings/tensorrt*.so"))
-    if not modules:
-        raise StubsUnavailable(f"{wheel.name} has no tensorrt_bindings/tensorrt*.so")
-    build_stubs(modules[0], prepared.libs)
-    (folder / "ready").write_text(wheel.name + "\n")
+    with _building(folder) as scratch:
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(scratch / "site")
+        modules = sorted((scratch / "site").glob("tensorrt_bindings/tensorrt*.so"))
+        if not modules:
+            raise StubsUnavailable(f"{wheel.name} has no tensorrt_bindings/tensorrt*.so")
+        build_stubs(modules[0], scratch / "libs")
+        (scratch / "ready").write_text(wheel.name + "\n")
     return prepared
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """A scratch folder that becomes `folder` only when complete (parallel test runs share the cache)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield scratch
+        if not (folder / "ready").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an interrupted earlier build
+            os.replace(scratch, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def prepare_cuda(key: str, root: Path | None = None) -> Path:
@@ -180,11 +196,11 @@ def prepare_cuda(key: str, root: Path | None = None) -> Path:
     if (folder / "ready").is_file():
         return folder / "site"
     wheels = [fetch_wheel(requirement, root / "wheels") for requirement in CUDA_WHEELS[key]]
-    shutil.rmtree(folder, ignore_errors=True)
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(folder / "site")
-    (folder / "ready").write_text("".join(f"{wheel.name}\n" for wheel in wheels))
+    with _building(folder) as scratch:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(scratch / "site")
+        (scratch / "ready").write_text("".join(f"{wheel.name}\n" for wheel in wheels))
     return folder / "site"
 
 

@@ -517,3 +517,24 @@ def test_a_misspelt_name_fails_the_check(api, tmp_path):
     mutated.write_text(source)
     problems = [check_use(use, api) for use in Scanner(mutated, api).scan()]
     assert any(p and "IExecutionContext.execute_async_v4 does not exist" in p for p in problems)
+
+
+def test_pybind_signatures_are_read_with_overloads_defaults_and_one_spelling_of_types():
+    """The parser the whole suite leans on, on docstrings as TensorRT 8.6 / 11.4 write them (no network)."""
+    def doc(text):
+        return type("F", (), {"__doc__": text})()
+
+    single = doc("set_memory_pool_limit(self: tensorrt_bindings.tensorrt.IBuilderConfig, pool: "
+                 "tensorrt_bindings.tensorrt.MemoryPoolType, pool_size: typing.SupportsInt) -> None\n\n    Set ...")
+    assert trt_stubs.pybind_signatures(single, "set_memory_pool_limit") == [{"params": [
+        {"name": "self", "type": "IBuilderConfig", "default": False},
+        {"name": "pool", "type": "MemoryPoolType", "default": False},
+        {"name": "pool_size", "type": "int", "default": False}], "returns": "None"}]
+    overloaded = doc("set_input_shape(*args, **kwargs)\nOverloaded function.\n\n"
+                     "1. set_input_shape(self: tensorrt.IExecutionContext, name: str, shape: tuple) -> bool\n\n"
+                     "2. set_input_shape(self: tensorrt.IExecutionContext, name: str, shape: Dict[str, int] = {}) -> "
+                     "nvinfer1::ILogger::Severity\n")
+    first, second = trt_stubs.pybind_signatures(overloaded, "set_input_shape")
+    assert [p["type"] for p in first["params"]] == ["IExecutionContext", "str", "tuple"]
+    assert second["params"][2] == {"name": "shape", "type": "Dict[str, int]", "default": True}
+    assert second["returns"] == "ILogger.Severity" and _signature_range(second) == (2, 3)
