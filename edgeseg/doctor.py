@@ -52,6 +52,8 @@ OPENCV_GSTREAMER_HINT = (
     "on a Jetson use JetPack's OpenCV (pip uninstall opencv-python opencv-python-headless; "
     "sudo apt install python3-opencv; virtualenv with --system-site-packages)"
 )
+# L4T major release -> JetPack (TensorRT): what a Jetson should have
+JETPACK_OF_L4T = {35: "JetPack 5.1 (TensorRT 8.5)", 36: "JetPack 6 (TensorRT 8.6 on 6.0, 10.3 on 6.1+)"}
 INT8_SLOW = "without it ONNX Runtime's INT8 is often slower than FP32 on this CPU: prefer FP32 here, or INT8 on a GPU"
 
 
@@ -99,6 +101,12 @@ def _video_devices() -> list[tuple[str, str]]:
     return found
 
 
+def _system_modules(name: str) -> list[str]:
+    """Where the system Python (apt, JetPack) has module `name` that this Python cannot see."""
+    found = glob.glob(f"/usr/lib/python3*/dist-packages/{name}") + glob.glob(f"/usr/local/lib/python3*/dist-packages/{name}")
+    return [path for path in sorted(found) if str(Path(path).parent) not in sys.path]
+
+
 def _driver_gpus() -> list[str]:
     """GPU models the NVIDIA driver lists (/proc/driver/nvidia/gpus; desktops), without CUDA bindings."""
     found = []
@@ -131,6 +139,8 @@ class Probes:
         video_devices: the V4L2 devices as (path, name).
         cuda_api: the CUDA bindings (`edgeseg.runtime.cuda_buffers.CudaApi`); raises EdgesegError without them.
         driver_gpus: GPU models the NVIDIA driver lists, for when there are no CUDA bindings to ask.
+        system_modules: where the system Python has a module this one does not see (a virtualenv
+            made without --system-site-packages on a Jetson).
         opencv_build: (cv2 version, cv2.getBuildInformation()); raises ImportError without OpenCV.
         machine: "x86_64", "aarch64", ...
     """
@@ -141,6 +151,7 @@ class Probes:
     video_devices: Callable[[], list[tuple[str, str]]] = _video_devices
     cuda_api: Callable[[], Any] = _cuda_api
     driver_gpus: Callable[[], list[str]] = _driver_gpus
+    system_modules: Callable[[str], list[str]] = _system_modules
     opencv_build: Callable[[], tuple[str, str]] = _opencv_build
     machine: Callable[[], str] = platform.machine
 
@@ -175,7 +186,10 @@ def check_python(report: Report, probes: Probes) -> None:
     report.add("python", "edgeseg", "ok", f"{edgeseg.__version__} ({Path(edgeseg.__file__).parent})")
     release = probes.read_text("/etc/nv_tegra_release")
     if release:
-        report.add("python", "Jetson", "info", release.splitlines()[0].strip("# ").strip())
+        text = release.splitlines()[0].strip("# ").strip()
+        match = re.match(r"R(\d+)", text)
+        jetpack = JETPACK_OF_L4T.get(int(match.group(1))) if match else None
+        report.add("python", "Jetson", "info", text + (f": {jetpack}" if jetpack else ""))
 
 
 def check_packages(report: Report, probes: Probes) -> None:
@@ -207,8 +221,13 @@ def check_tensorrt(report: Report, probes: Probes) -> None:
     try:
         trt = probes.import_module("tensorrt")
     except ImportError as err:
-        report.add("tensorrt", "TensorRT", "missing", f"not importable ({err}); GPU engines cannot be built here",
-                   TENSORRT_INSTALL)
+        hidden = probes.system_modules("tensorrt")
+        if hidden:
+            report.add("tensorrt", "TensorRT", "missing", f"installed at {hidden[0]}, but this Python does not see it",
+                       f"recreate the virtualenv with --system-site-packages ({sys.prefix})")
+        else:
+            report.add("tensorrt", "TensorRT", "missing", f"not importable ({err}); GPU engines cannot be built here",
+                       TENSORRT_INSTALL)
         return
     from edgeseg.engine.trt_build import MIN_VERSION, TrtVersion, is_strongly_typed
 
@@ -275,8 +294,10 @@ def check_opencv(report: Report, probes: Probes) -> None:
     if video.get("GStreamer"):
         report.add("opencv", "csi:// and gst:", "ok", "OpenCV has GStreamer: CSI cameras and gst: pipelines can open")
     else:
+        hidden = probes.system_modules("cv2")
+        where = f" (the system's OpenCV is at {hidden[0]}, unseen by this Python)" if hidden else ""
         report.add("opencv", "csi:// and gst:", "warn", "OpenCV has no GStreamer: csi:// and gst: sources cannot open "
-                   "(camera indices, video files and RTSP via FFmpeg still work)", OPENCV_GSTREAMER_HINT)
+                   f"(camera indices, video files and RTSP via FFmpeg still work){where}", OPENCV_GSTREAMER_HINT)
 
 
 def check_cameras(report: Report, probes: Probes) -> None:

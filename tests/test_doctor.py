@@ -91,14 +91,15 @@ def jetson_probes(**changes) -> Probes:
     base = dict(package_version=lambda names: (names[0], "1.0"), import_module=import_module,
                 read_text=files.get, video_devices=lambda: [("/dev/video0", "vi-output, imx219 9-0010")],
                 cuda_api=FakeCudaApi, opencv_build=lambda: ("4.8.0", JETSON_BUILD_INFO), machine=lambda: "aarch64",
-                driver_gpus=lambda: [])
+                driver_gpus=lambda: [], system_modules=lambda name: [])
     base.update(changes)
     return Probes(**base)
 
 
 def test_a_simulated_jetson_with_everything():
     report = diagnose(jetson_probes())
-    assert status(report, "python", "Jetson") == ("info", "R36 (release), REVISION: 3.0, GCID: 36923193")
+    assert status(report, "python", "Jetson") == ("info", "R36 (release), REVISION: 3.0, GCID: 36923193: "
+                                                          "JetPack 6 (TensorRT 8.6 on 6.0, 10.3 on 6.1+)")
     assert status(report, "tensorrt", "TensorRT") == ("ok", "10.3.0 (FP16/INT8 builder flags, Q/DQ or calibration-cache INT8)")
     assert status(report, "cuda", "GPU 0") == ("ok", "Orin (compute 8.7)")
     assert "TensorrtExecutionProvider" in status(report, "onnxruntime", "providers")[1]
@@ -150,3 +151,14 @@ def test_parse_video_io_reads_only_the_video_section():
     found = parse_video_io(JETSON_BUILD_INFO)
     assert found == {"DC1394": False, "FFMPEG": False, "GStreamer": True, "v4l/v4l2": True}
     assert parse_video_io("no such section") == {}
+
+
+def test_a_jetson_virtualenv_without_system_site_packages_is_told_so():
+    hidden = {"tensorrt": ["/usr/lib/python3.10/dist-packages/tensorrt"], "cv2": ["/usr/lib/python3.10/dist-packages/cv2"]}
+    report = diagnose(jetson_probes(
+        import_module=lambda name: (_ for _ in ()).throw(ImportError(f"No module named {name!r}")),
+        opencv_build=lambda: ("4.10.0", "Video I/O:\n    GStreamer: NO\n"), system_modules=lambda name: hidden.get(name, [])))
+    trt = report.find("tensorrt", "TensorRT")
+    assert trt.detail == "installed at /usr/lib/python3.10/dist-packages/tensorrt, but this Python does not see it"
+    assert trt.hint.startswith("recreate the virtualenv with --system-site-packages")
+    assert "the system's OpenCV is at /usr/lib/python3.10/dist-packages/cv2" in report.find("opencv", "csi:// and gst:").detail
