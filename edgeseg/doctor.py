@@ -292,11 +292,11 @@ def check_opencv(report: Report, probes: Probes) -> None:
     backends = ", ".join(name for name, on in video.items() if on) or "none"
     report.add("opencv", "video back-ends", "ok", f"OpenCV {ver}: {backends}")
     if video.get("GStreamer"):
-        report.add("opencv", "csi:// and gst:", "ok", "OpenCV has GStreamer: CSI cameras and gst: pipelines can open")
+        report.add("opencv", "csi:// and gst: sources", "ok", "OpenCV has GStreamer: CSI cameras and gst: pipelines can open")
     else:
         hidden = probes.system_modules("cv2")
         where = f" (the system's OpenCV is at {hidden[0]}, unseen by this Python)" if hidden else ""
-        report.add("opencv", "csi:// and gst:", "warn", "OpenCV has no GStreamer: csi:// and gst: sources cannot open "
+        report.add("opencv", "csi:// and gst: sources", "warn", "OpenCV has no GStreamer: csi:// and gst: sources cannot open "
                    f"(camera indices, video files and RTSP via FFmpeg still work){where}", OPENCV_GSTREAMER_HINT)
 
 
@@ -327,7 +327,7 @@ def check_cpu(report: Report, probes: Probes) -> None:
         report.add("cpu", "INT8 instructions", "info", f"{machine}: /proc/cpuinfo unreadable, cannot tell")
     elif present:
         extra = " + AVX-512" if "avx512bw" in flags else ""
-        report.add("cpu", "INT8 instructions", "ok", f"{machine}: {', '.join(present)}{extra}: INT8 runs faster than FP32")
+        report.add("cpu", "INT8 instructions", "ok", f"{machine}: {', '.join(present)}{extra}: INT8 can beat FP32 here")
     else:
         looked = ", ".join(label for _, label in wanted)
         report.add("cpu", "INT8 instructions", "warn", f"{machine}: no {looked}", INT8_SLOW)

@@ -45,10 +45,10 @@ def test_doctor_tells_the_truth_about_this_machine(capsys):
     trt_status, trt_detail = status(report, "tensorrt", "TensorRT")
     if importlib.util.find_spec("tensorrt") is None:
         assert trt_status == "missing" and TENSORRT_INSTALL in table
-    assert status(report, "opencv", "csi:// and gst:")[0] == ("ok" if opencv_has_gstreamer() else "warn")
+    assert status(report, "opencv", "csi:// and gst: sources")[0] == ("ok" if opencv_has_gstreamer() else "warn")
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     if "avx512_vnni" in cpuinfo.split():
-        assert status(report, "cpu", "INT8 instructions") == ("ok", "x86_64: AVX-512 VNNI + AVX-512: INT8 runs faster than FP32")
+        assert status(report, "cpu", "INT8 instructions") == ("ok", "x86_64: AVX-512 VNNI + AVX-512: INT8 can beat FP32 here")
     if not Path("/proc/driver/nvidia").exists() and importlib.util.find_spec("cuda") is None \
             and importlib.util.find_spec("pycuda") is None:
         assert status(report, "cuda", "GPU")[0] == "missing"
@@ -103,9 +103,9 @@ def test_a_simulated_jetson_with_everything():
     assert status(report, "tensorrt", "TensorRT") == ("ok", "10.3.0 (FP16/INT8 builder flags, Q/DQ or calibration-cache INT8)")
     assert status(report, "cuda", "GPU 0") == ("ok", "Orin (compute 8.7)")
     assert "TensorrtExecutionProvider" in status(report, "onnxruntime", "providers")[1]
-    assert status(report, "opencv", "csi:// and gst:")[0] == "ok"
+    assert status(report, "opencv", "csi:// and gst: sources")[0] == "ok"
     assert status(report, "camera", "V4L2") == ("ok", "/dev/video0 (vi-output, imx219 9-0010)")
-    assert status(report, "cpu", "INT8 instructions") == ("ok", "aarch64: NEON dot product: INT8 runs faster than FP32")
+    assert status(report, "cpu", "INT8 instructions") == ("ok", "aarch64: NEON dot product: INT8 can beat FP32 here")
     assert not [c for c in report.checks if c.status in ("missing", "warn")]
 
 
@@ -125,7 +125,7 @@ def test_simulated_missing_pieces_each_say_what_to_do():
     assert status(report, "onnxruntime", "providers")[0] == "missing"
     assert status(report, "cuda", "CUDA bindings") == ("missing", "neither cuda-python nor pycuda is installed: pip install cuda-python")
     assert status(report, "cuda", "GPU") == ("warn", "the driver lists NVIDIA GeForce RTX 3060, unusable without CUDA bindings")
-    csi = report.find("opencv", "csi:// and gst:")
+    csi = report.find("opencv", "csi:// and gst: sources")
     assert csi.status == "warn" and "JetPack's OpenCV" in csi.hint
     assert status(report, "camera", "V4L2")[0] == "info"
     cpu = report.find("cpu", "INT8 instructions")
@@ -161,4 +161,4 @@ def test_a_jetson_virtualenv_without_system_site_packages_is_told_so():
     trt = report.find("tensorrt", "TensorRT")
     assert trt.detail == "installed at /usr/lib/python3.10/dist-packages/tensorrt, but this Python does not see it"
     assert trt.hint.startswith("recreate the virtualenv with --system-site-packages")
-    assert "the system's OpenCV is at /usr/lib/python3.10/dist-packages/cv2" in report.find("opencv", "csi:// and gst:").detail
+    assert "the system's OpenCV is at /usr/lib/python3.10/dist-packages/cv2" in report.find("opencv", "csi:// and gst: sources").detail
