@@ -83,8 +83,8 @@ FAKE_PLUMBING = {"calls", "cuda"}  # the fake module's test-only attributes
 class Api:
     """One version's API surface (the JSON of `trt_stubs.surface`)."""
 
-    def __init__(self, data: dict) -> None:
-        self.data = data
+    def __init__(self, data: dict, key: str = "") -> None:
+        self.data, self.key = data, key  # key: trt_stubs.WHEELS's name of this version
         self.version = TrtVersion.parse(data["version"])
         self.classes: dict[str, dict] = data["classes"]
 
@@ -108,7 +108,7 @@ def surfaces() -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key in trt_stubs.WHEELS:
         try:
-            found[key] = Api(trt_stubs.surface(trt_stubs.prepare(key)))
+            found[key] = Api(trt_stubs.surface(trt_stubs.prepare(key)), key)
         except trt_stubs.StubsUnavailable as err:
             found[key] = str(err)
     return found
@@ -538,3 +538,44 @@ def test_pybind_signatures_are_read_with_overloads_defaults_and_one_spelling_of_
     assert [p["type"] for p in first["params"]] == ["IExecutionContext", "str", "tuple"]
     assert second["params"][2] == {"name": "shape", "type": "Dict[str, int]", "default": True}
     assert second["returns"] == "ILogger.Severity" and _signature_range(second) == (2, 3)
+
+
+RUN_ON_REAL = r'''
+import json, sys, tensorrt_bindings
+sys.modules["tensorrt"] = tensorrt_bindings  # what `import tensorrt` gives on a Jetson or with pip's tensorrt
+from edgeseg.engine import trt_build as tb
+trt = tb.import_tensorrt()
+version = tb.TrtVersion.parse(trt.__version__)
+logger = tb.make_logger(trt)  # a Python subclass of the real ILogger
+logger.log(trt.ILogger.Severity.ERROR, "parser failed")
+logger.log(trt.ILogger.Severity.INFO, "chatter")
+result = {"errors": logger.errors, "flags": tb.network_flags(trt, version),
+          "qdq": sorted(int(getattr(trt.LayerType, n)) for n in tb.QDQ_LAYER_TYPES),
+          "half": str(trt.nptype(trt.DataType.HALF)), "logger": type(trt.Logger(trt.Logger.WARNING)).__name__}
+if tb.supports_implicit_int8(version):
+    calibrator = tb.cache_calibrator(trt, b"TRT-8601-EntropyCalibration2\n")
+    result["calibrator"] = [calibrator.read_calibration_cache().decode(), calibrator.get_batch(["image"]),
+                            calibrator.get_batch_size(), isinstance(calibrator, trt.IInt8Calibrator)]
+print(json.dumps(result))
+'''
+
+
+def test_edgeseg_trt_helpers_run_on_the_real_bindings(api):
+    """What needs no GPU runs for real: the logger and calibrator subclasses, flags, enums, nptype."""
+    import json
+    import os
+    import subprocess
+
+    env = trt_stubs.prepare(api.key).env()
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
+    done = subprocess.run([sys.executable, "-c", RUN_ON_REAL], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == ["parser failed"] and result["logger"] == "Logger"
+    assert result["flags"] == (1 if api.version.major < 10 else 0)  # 1 << EXPLICIT_BATCH (0) before 10
+    assert result["qdq"] == [api.classes["LayerType"]["members"][n]["value"] for n in ("QUANTIZE", "DEQUANTIZE")]
+    assert result["half"] == "<class 'numpy.float16'>"
+    if api.version.major < 11:
+        assert result["calibrator"] == ["TRT-8601-EntropyCalibration2\n", None, 1, True]
+    else:
+        assert "calibrator" not in result
