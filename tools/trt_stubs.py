@@ -57,6 +57,11 @@ STUB_SYMBOLS_SKIPPED = re.compile(r"^(_?Py|dl(open|sym|close|error)$)")
 SURFACE_FORMAT = 1
 
 
+UNREACHABLE = re.compile(r"Could not fetch URL|Retrying \(|NewConnectionError|Network is unreachable|"
+                         r"Name or service not known|Temporary failure in name resolution|timed out")
+_offline: list[str] = []  # why the package index could not be reached, once it could not
+
+
 class StubsUnavailable(RuntimeError):
     """The bindings cannot be had here (no network, no wheel for this Python, no gcc)."""
 
@@ -88,7 +93,9 @@ def _run(command: list[str], what: str, **kwargs) -> str:
         raise StubsUnavailable(f"{what}: {command[0]} is not installed") from None
     if done.returncode != 0:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise StubsUnavailable(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+        error = StubsUnavailable(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+        error.output = done.stderr + done.stdout
+        raise error
     return done.stdout
 
 
@@ -100,10 +107,17 @@ def fetch_wheel(requirement: str, folder: Path) -> Path:
     found = sorted(w for w in folder.glob(f"{stem}*.whl") if abi in w.name or w.name.endswith("-none-any.whl"))
     if found:
         return found[0]
+    if _offline:  # one network failure is enough: do not wait for every wheel's timeout
+        raise StubsUnavailable(_offline[0])
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-              "--retries", "1", "--timeout", "20", "-d", scratch, requirement], f"pip download {requirement}")
+        try:
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                  "--retries", "1", "--timeout", "20", "-d", scratch, requirement], f"pip download {requirement}")
+        except StubsUnavailable as err:
+            if UNREACHABLE.search(getattr(err, "output", "")):  # the index, not this wheel, is missing
+                _offline.append(f"{err} (package index unreachable)")
+            raise
         wheels = list(Path(scratch).glob("*.whl"))
         if len(wheels) != 1:
             raise StubsUnavailable(f"pip download {requirement} gave {len(wheels)} wheels")
