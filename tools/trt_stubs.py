@@ -244,9 +244,13 @@ def short_type(text: str) -> str:
 
 
 def split_params(text: str) -> list[str]:
+    """'a: int, b: Dict[str, int] = {}' -> ['a: int', 'b: Dict[str, int] = {}'] (commas in brackets kept)."""
     parts, depth, current = [], 0, ""
     for char in text:
-        depth += char in "[(" and 1 or char in "])" and -1 or 0
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
         if char == "," and depth == 0:
             parts.append(current.strip())
             current = ""
@@ -291,9 +295,9 @@ def describe_class(cls: type, qualname: str, classes: dict) -> None:
         value = getattr(cls, name, None)
         if name in enum_members:
             members[name] = {"kind": "member", "value": int(enum_members[name])}
-        elif isinstance(raw, property):
-            match = _PROPERTY.match((getattr(raw.fget, "__doc__", "") or "").strip().splitlines()[0]
-                                    if getattr(raw.fget, "__doc__", None) else "")
+        elif isinstance(raw, property):  # pybind11 puts "(self: X) -> TYPE" first in the getter's __doc__
+            first_line = ((getattr(raw.fget, "__doc__", None) or "").strip().splitlines() or [""])[0]
+            match = _PROPERTY.match(first_line)
             members[name] = {"kind": "property", "writable": raw.fset is not None,
                              "type": short_type(match.group(2)) if match else ""}
         elif inspect.isclass(value):
