@@ -7,7 +7,8 @@ pybind11's typed signatures, properties, enum members). Nothing native runs: nam
 argument types and enum values are checked, not behaviour.
 
 Which names edgeseg uses is found by reading the code, not from a list: an AST scan of
-trt_build.py, tensorrt_backend.py and test_tensorrt_real.py follows the `trt` module and the
+every edgeseg module that imports TensorRT (today trt_build.py and tensorrt_backend.py) and
+test_tensorrt_real.py follows the `trt` module and the
 objects TensorRT returns (their types come from the real signatures' return types), starting
 from a few parameter names (`RECEIVERS`). Names used only on some versions are the small `GATED` table,
 tied to the code's own version predicates and checked both ways: present where edgeseg uses
@@ -22,6 +23,7 @@ import ast
 import importlib.util
 import inspect
 import math
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -32,15 +34,17 @@ import pytest
 
 from edgeseg.engine import trt_build
 from edgeseg.engine.trt_build import TrtVersion, supports_implicit_int8, supports_precision_flags
-from edgeseg.runtime import tensorrt_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 _tool_spec = importlib.util.spec_from_file_location("edgeseg_trt_stubs", ROOT / "tools" / "trt_stubs.py")
 trt_stubs = sys.modules.setdefault("edgeseg_trt_stubs", importlib.util.module_from_spec(_tool_spec))
 _tool_spec.loader.exec_module(trt_stubs)
 
-# edgeseg's TensorRT code, and the tests that run it on a Jetson (they must not misuse the API either)
-SOURCES = (Path(trt_build.__file__), Path(tensorrt_backend.__file__), Path(__file__).with_name("test_tensorrt_real.py"))
+# edgeseg's TensorRT code (every module that imports it, so a new one is covered without a list), and
+# the tests that run it on a Jetson (they must not misuse the API either)
+SOURCES = tuple(path for path in sorted((ROOT / "edgeseg").rglob("*.py"))
+                if re.search(r"^\s*import tensorrt\b|\bimport_tensorrt\(", path.read_text(), re.M)) + (
+    Path(__file__).with_name("test_tensorrt_real.py"),)
 MODULE = "<module>"
 
 # Parameters and attributes holding TensorRT objects that the scan cannot see being created.
@@ -433,6 +437,11 @@ def gate(use: Use) -> tuple[Callable, Callable] | None:
 # --- the tests --------------------------------------------------------------------------------
 
 
+def test_the_scan_reads_edgeseg_s_tensorrt_modules():
+    names = {path.name for path in SOURCES}
+    assert {"trt_build.py", "tensorrt_backend.py", "test_tensorrt_real.py"} <= names, names
+
+
 def test_the_scan_finds_what_edgeseg_uses(api):
     found = {(use.owner, use.name) for use in uses_of(api)}
     expected = {pair for pair in EXPECTED if api.version.major < 11 or pair[0] != "IInt8EntropyCalibrator2"}
@@ -512,7 +521,8 @@ def test_the_fakes_offer_nothing_the_real_version_lacks(api, helpers):
 
 def test_a_misspelt_name_fails_the_check(api, tmp_path):
     """The check can fail: the same code with one TensorRT name misspelt is caught."""
-    source = SOURCES[1].read_text().replace("execute_async_v3", "execute_async_v4")
+    backend = next(path for path in SOURCES if path.name == "tensorrt_backend.py")
+    source = backend.read_text().replace("execute_async_v3", "execute_async_v4")
     mutated = tmp_path / "tensorrt_backend.py"
     mutated.write_text(source)
     problems = [check_use(use, api) for use in Scanner(mutated, api).scan()]
