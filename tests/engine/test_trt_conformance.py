@@ -6,12 +6,12 @@ compiled module imports on this CPU machine, and dumps its API surface (classes,
 pybind11's typed signatures, properties, enum members). Nothing native runs: names, arities,
 argument types and enum values are checked, not behaviour.
 
-Which names edgeseg uses is found by reading the code, not from a list: an AST scan of
-every edgeseg module that imports TensorRT (today trt_build.py and tensorrt_backend.py) and
-test_tensorrt_real.py follows the `trt` module and the
-objects TensorRT returns (their types come from the real signatures' return types), starting
-from a few parameter names (`RECEIVERS`). Names used only on some versions are the small `GATED` table,
-tied to the code's own version predicates and checked both ways: present where edgeseg uses
+Which names edgeseg uses is found by reading the code, not from a list: an AST scan of every
+edgeseg module that imports TensorRT (today trt_build.py and tensorrt_backend.py) and of
+test_tensorrt_real.py follows the `trt` module and the objects TensorRT returns (their types
+come from the real signatures' return types), starting from a few parameter names
+(`RECEIVERS`). Names used only on some versions are the small `GATED` table, tied to the
+code's own version predicates and checked both ways: present where edgeseg uses
 them, absent where edgeseg relies on their removal.
 
 The suite skips, with the reason, when the wheels cannot be downloaded or gcc is missing.
