@@ -21,4 +21,4 @@ test: $(VENV)/.installed
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo
+	rm -rf $(VENV) demo .cache/trt-stubs

@@ -19,7 +19,7 @@ from edgeseg.errors import EdgesegError
 
 # Subcommand name -> module under edgeseg.cli. Order is the order of `edgeseg --help`.
 COMMANDS = ("demo", "train", "evaluate", "export", "inspect", "spec", "calibrate", "build-engine", "verify", "bench",
-            "stream", "sim")
+            "stream", "sim", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

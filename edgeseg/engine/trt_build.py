@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -453,7 +454,12 @@ def convert_to_fp16(source: Path, output: Path) -> Path:
             "and build the converted model without --fp16"
         ) from None
     model = onnx.load(str(source))
-    onnx.save(float16.convert_float_to_float16(model, keep_io_types=True), str(output))
+    with warnings.catch_warnings(record=True) as clamped:  # one line per weight outside FP16's range
+        warnings.simplefilter("always", UserWarning)
+        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    if clamped:
+        logger.info("FP16: %d weights outside float16's range were clamped (tiny ones to +-1e-7)", len(clamped))
+    onnx.save(converted, str(output))
     return output
 
 

@@ -106,15 +106,19 @@ def make_fake_tensorrt(version: str = "10.3.0.30", dla_cores: int = 0, build_fai
     def record(*call: Any) -> None:
         trt.calls.append(call)
 
-    if major < 11:
+    # Enum members and values as in the real bindings of each version (checked by test_trt_conformance.py).
+    if major < 10:
+        trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0})
+    elif major < 11:
         trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
-        trt.BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1, "GPU_FALLBACK": 3, "TF32": 6})
     else:  # 11 removed EXPLICIT_BATCH and the precision flags
         trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 0})
-        trt.BuilderFlag = enum.IntEnum("BuilderFlag", {"GPU_FALLBACK": 3, "TF32": 6})
+    precision_flags = {"FP16": 0, "INT8": 1} if major < 11 else {}
+    trt.BuilderFlag = enum.IntEnum("BuilderFlag", {**precision_flags, "GPU_FALLBACK": 3, "TF32": 7 if major < 10 else 6})
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
     trt.DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
-    trt.LayerType = enum.IntEnum("LayerType", {"CONVOLUTION": 0, "QUANTIZE": 1, "DEQUANTIZE": 2, "OTHER": 3})
+    qdq = (33, 34) if major < 10 else (32, 33)
+    trt.LayerType = enum.IntEnum("LayerType", {"CONVOLUTION": 0, "ACTIVATION": 2, "QUANTIZE": qdq[0], "DEQUANTIZE": qdq[1]})
     trt.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
     trt.DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1})
     trt.nptype = lambda dtype: {trt.DataType.FLOAT: np.float32, trt.DataType.HALF: np.float16}[dtype]
@@ -140,37 +144,36 @@ def make_fake_tensorrt(version: str = "10.3.0.30", dla_cores: int = 0, build_fai
 
         trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
 
-    class Tensor:
+    # The classes below are named as in TensorRT; their own state is private (`_x`), so that
+    # everything public is checked against the real API by test_trt_conformance.py.
+    class ITensor:
         def __init__(self, name: str, shape: list[int]) -> None:
             self.name, self.shape = name, shape
 
-    class Layer:
+    class ILayer:
         def __init__(self, layer_type: Any) -> None:
             self.type = layer_type
 
-    class Network:
+    class INetworkDefinition:
         def __init__(self, flags: int) -> None:
-            self.flags = flags
-            self.inputs: list[Tensor] = []
-            self.outputs: list[Tensor] = []
-            self.layers: list[Layer] = []
-            self.source = ""
+            self._flags = flags
+            self._inputs: list[ITensor] = []
+            self._outputs: list[ITensor] = []
+            self._layers: list[ILayer] = []
+            self._source = ""
 
-        num_inputs = property(lambda self: len(self.inputs))
-        num_layers = property(lambda self: len(self.layers))
+        num_inputs = property(lambda self: len(self._inputs))
+        num_layers = property(lambda self: len(self._layers))
 
-        def get_input(self, index: int) -> Tensor:
-            return self.inputs[index]
+        def get_input(self, index: int) -> ITensor:
+            return self._inputs[index]
 
-        def get_layer(self, index: int) -> Layer:
-            return self.layers[index]
+        def get_layer(self, index: int) -> ILayer:
+            return self._layers[index]
 
     class ParserError:
         def __init__(self, desc: str, node: int, name: str, op: str) -> None:
-            self._desc, self._node = desc, node
-            if major >= 10:  # node_name / node_operator exist from TensorRT 10
-                self.node_name = lambda: name
-                self.node_operator = lambda: op
+            self._desc, self._node, self._name, self._op = desc, node, name, op
 
         def desc(self) -> str:
             return self._desc
@@ -178,86 +181,96 @@ def make_fake_tensorrt(version: str = "10.3.0.30", dla_cores: int = 0, build_fai
         def node(self) -> int:
             return self._node
 
-    class OnnxParser:
-        UNSUPPORTED = ("FancyOp", "QLinearConv")
+    if major >= 10:
+        class ParserError(ParserError):  # node_name / node_operator exist from TensorRT 10
+            def node_name(self) -> str:
+                return self._name
 
-        def __init__(self, network: Network, logger: Any) -> None:
-            self.network, self.errors = network, []
+            def node_operator(self) -> str:
+                return self._op
+
+    class OnnxParser:
+        _UNSUPPORTED = ("FancyOp", "QLinearConv")
+
+        def __init__(self, network: INetworkDefinition, logger: Any) -> None:
+            self._network, self._errors = network, []
 
         def parse_from_file(self, path: str) -> bool:
+            """Q/DQ and Conv nodes become those layers; every other node an ACTIVATION layer (edgeseg asks only for Q/DQ)."""
             import onnx
 
             record("parse_from_file", Path(path).name)
             model = onnx.load(path)
-            self.network.source = path
+            network = self._network
+            network._source = path
             initializers = {init.name for init in model.graph.initializer}
 
             def dims(value: Any) -> list[int]:
                 return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
-            self.network.inputs = [Tensor(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
-            self.network.outputs = [Tensor(v.name, dims(v)) for v in model.graph.output]
+            network._inputs = [ITensor(v.name, dims(v)) for v in model.graph.input if v.name not in initializers]
+            network._outputs = [ITensor(v.name, dims(v)) for v in model.graph.output]
             kinds = {"QuantizeLinear": trt.LayerType.QUANTIZE, "DequantizeLinear": trt.LayerType.DEQUANTIZE,
                      "Conv": trt.LayerType.CONVOLUTION}
             for index, node in enumerate(model.graph.node):
-                if node.op_type in self.UNSUPPORTED:
-                    self.errors.append(ParserError(f"No importer registered for op: {node.op_type}", index,
-                                                   node.name, node.op_type))
-                self.network.layers.append(Layer(kinds.get(node.op_type, trt.LayerType.OTHER)))
-            return not self.errors
+                if node.op_type in self._UNSUPPORTED:
+                    self._errors.append(ParserError(f"No importer registered for op: {node.op_type}", index,
+                                                    node.name, node.op_type))
+                network._layers.append(ILayer(kinds.get(node.op_type, trt.LayerType.ACTIVATION)))
+            return not self._errors
 
-        num_errors = property(lambda self: len(self.errors))
+        num_errors = property(lambda self: len(self._errors))
 
         def get_error(self, index: int) -> ParserError:
-            return self.errors[index]
+            return self._errors[index]
 
-    class Profile:
+    class IOptimizationProfile:
         def __init__(self) -> None:
-            self.shapes: dict[str, tuple] = {}
+            self._shapes: dict[str, tuple] = {}
 
         def set_shape(self, name: str, low: tuple, opt: tuple, high: tuple) -> None:
             record("profile.set_shape", name, tuple(low), tuple(opt), tuple(high))
-            self.shapes[name] = (tuple(low), tuple(opt), tuple(high))
+            self._shapes[name] = (tuple(low), tuple(opt), tuple(high))
 
-    class TimingCache:
+    class ITimingCache:
         def __init__(self, data: bytes) -> None:
-            self.data = data
+            self._data = data
 
         def serialize(self) -> bytes:
-            return self.data + b"+"
+            return self._data + b"+"
 
-    class Config:
+    class IBuilderConfig:
         def __init__(self) -> None:
-            self.flags: list[str] = []
-            self.profiles: list[Profile] = []
-            self.timing_cache = None
+            self._flags: list[str] = []
+            self._profiles: list[IOptimizationProfile] = []
+            self._timing_cache = None
             self._device_type = trt.DeviceType.GPU
             self._dla_core = -1
             self._calibrator = None
 
         def set_flag(self, flag: Any) -> None:
             record("set_flag", flag.name)
-            self.flags.append(flag.name)
+            self._flags.append(flag.name)
 
         def set_memory_pool_limit(self, pool: Any, size: int) -> None:
             record("set_memory_pool_limit", pool.name, size)
 
-        def add_optimization_profile(self, profile: Profile) -> int:
+        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
             record("add_optimization_profile")
-            self.profiles.append(profile)
-            return len(self.profiles) - 1
+            self._profiles.append(profile)
+            return len(self._profiles) - 1
 
-        def create_timing_cache(self, data: bytes) -> TimingCache:
+        def create_timing_cache(self, data: bytes) -> ITimingCache:
             record("create_timing_cache", bytes(data))
-            return TimingCache(bytes(data))
+            return ITimingCache(bytes(data))
 
-        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             record("set_timing_cache", ignore_mismatch)
-            self.timing_cache = cache
-            return not cache.data.startswith(b"foreign")
+            self._timing_cache = cache
+            return not cache._data.startswith(b"foreign")
 
-        def get_timing_cache(self) -> TimingCache:
-            return self.timing_cache
+        def get_timing_cache(self) -> ITimingCache:
+            return self._timing_cache
 
         @property
         def default_device_type(self) -> Any:
@@ -293,104 +306,110 @@ def make_fake_tensorrt(version: str = "10.3.0.30", dla_cores: int = 0, build_fai
         def __init__(self, logger: Any) -> None:
             record("Builder")
 
-        def create_network(self, flags: int = 0) -> Network:
+        def create_network(self, flags: int = 0) -> INetworkDefinition:
             record("create_network", flags)
-            return Network(flags)
+            return INetworkDefinition(flags)
 
-        def create_builder_config(self) -> Config:
-            return Config()
+        def create_builder_config(self) -> IBuilderConfig:
+            return IBuilderConfig()
 
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            return IOptimizationProfile()
 
-        def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
-            record("build_serialized_network", Path(network.source).name)
+        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> bytes | None:
+            record("build_serialized_network", Path(network._source).name)
             if build_fails:
                 return None
-            net_in = network.inputs[0]
-            profile = config.profiles[0].shapes[net_in.name] if config.profiles else (tuple(net_in.shape),) * 3
+            net_in = network._inputs[0]
+            profile = config._profiles[0]._shapes[net_in.name] if config._profiles else (tuple(net_in.shape),) * 3
             return json.dumps({
-                "fake_engine": version, "flags": config.flags, "source": Path(network.source).name,
+                "fake_engine": version, "flags": config._flags, "source": Path(network._source).name,
                 "input": [net_in.name, net_in.shape], "profile": profile,
-                "outputs": [[o.name, o.shape] for o in network.outputs],
+                "outputs": [[o.name, o.shape] for o in network._outputs],
             }).encode()
 
-    class Context:
-        def __init__(self, engine: "Engine") -> None:
-            self.engine = engine
-            self.shapes = {engine.input_name: tuple(engine.profile[1])}
-            self.addresses: dict[str, int] = {}
+    class IExecutionContext:
+        def __init__(self, engine: ICudaEngine) -> None:
+            self._engine = engine
+            self._shapes = {engine._input_name: tuple(engine._profile[1])}
+            self._addresses: dict[str, int] = {}
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
             record("set_input_shape", name, tuple(shape))
-            low, _, high = self.engine.profile
+            low, _, high = self._engine._profile
             if not all(a <= d <= b for d, a, b in zip(shape, low, high)):
                 return False
-            self.shapes[name] = tuple(shape)
+            self._shapes[name] = tuple(shape)
             return True
 
         def get_tensor_shape(self, name: str) -> tuple:
-            if name == self.engine.input_name:
-                return self.shapes[name]
-            dims = list(self.engine.dims[name])
-            batch = self.shapes[self.engine.input_name][0]
+            if name == self._engine._input_name:
+                return self._shapes[name]
+            dims = list(self._engine._dims[name])
+            batch = self._shapes[self._engine._input_name][0]
             return tuple(batch if d < 0 else d for d in dims)
 
         def set_tensor_address(self, name: str, pointer: int) -> bool:
             record("set_tensor_address", name, pointer)
-            self.addresses[name] = pointer
+            self._addresses[name] = pointer
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             record("execute_async_v3", stream_handle)
             memory = trt.cuda.memory
-            shape = self.shapes[self.engine.input_name]
+            shape = self._shapes[self._engine._input_name]
             count = int(np.prod(shape))
-            x = memory[self.addresses[self.engine.input_name]][: count * 4].view(np.float32).reshape(shape)
-            for name in self.engine.output_names:
+            x = memory[self._addresses[self._engine._input_name]][: count * 4].view(np.float32).reshape(shape)
+            for name in self._engine._output_names:
                 out_shape = self.get_tensor_shape(name)
                 y = fake_engine_output(x, out_shape[-1])
-                memory[self.addresses[name]][: y.nbytes] = y.reshape(-1).view(np.uint8)
+                memory[self._addresses[name]][: y.nbytes] = y.reshape(-1).view(np.uint8)
             return True
 
-    class Engine:
+    class ICudaEngine:
         def __init__(self, data: dict) -> None:
-            self.input_name, input_dims = data["input"]
-            self.dims = {self.input_name: input_dims, **{name: dims for name, dims in data["outputs"]}}
-            self.output_names = [name for name, _ in data["outputs"]]
-            self.profile = [tuple(shape) for shape in data["profile"]]
+            self._input_name, input_dims = data["input"]
+            self._dims = {self._input_name: input_dims, **{name: dims for name, dims in data["outputs"]}}
+            self._output_names = [name for name, _ in data["outputs"]]
+            self._profile = [tuple(shape) for shape in data["profile"]]
 
-        num_io_tensors = property(lambda self: 1 + len(self.output_names))
+        num_io_tensors = property(lambda self: 1 + len(self._output_names))
 
         def get_tensor_name(self, index: int) -> str:
-            return [self.input_name, *self.output_names][index]
+            return [self._input_name, *self._output_names][index]
 
         def get_tensor_mode(self, name: str) -> Any:
-            return trt.TensorIOMode.INPUT if name == self.input_name else trt.TensorIOMode.OUTPUT
+            return trt.TensorIOMode.INPUT if name == self._input_name else trt.TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> list[int]:
-            return list(self.dims[name])
+            return list(self._dims[name])
 
         def get_tensor_dtype(self, name: str) -> Any:
             return trt.DataType.FLOAT
 
         def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple]:
-            return list(self.profile)
+            return list(self._profile)
 
-        def create_execution_context(self) -> Context:
+        def create_execution_context(self) -> IExecutionContext:
             record("create_execution_context")
-            return Context(self)
+            return IExecutionContext(self)
 
     class Runtime:
         def __init__(self, logger: Any) -> None:
             record("Runtime")
 
-        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
+        def deserialize_cuda_engine(self, data: bytes) -> ICudaEngine | None:
             try:
                 parsed = json.loads(data)
             except ValueError:
                 return None
-            return Engine(parsed) if parsed.get("fake_engine") == version else None
+            return ICudaEngine(parsed) if parsed.get("fake_engine") == version else None
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
+    classes = [trt.NetworkDefinitionCreationFlag, trt.BuilderFlag, trt.MemoryPoolType, trt.DeviceType, trt.LayerType,
+               trt.TensorIOMode, trt.DataType, ILogger, Logger, ITensor, ILayer, INetworkDefinition, ParserError,
+               OnnxParser, IOptimizationProfile, ITimingCache, IBuilderConfig, Builder, IExecutionContext, ICudaEngine,
+               Runtime, *([trt.IInt8EntropyCalibrator2] if major < 11 else [])]
+    # every class the fake hands out, by its real name, for test_trt_conformance.py
+    trt._fake_classes = {"ILogger.Severity": ILogger.Severity, **{cls.__name__: cls for cls in classes}}
     return trt
