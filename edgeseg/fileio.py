@@ -2,6 +2,13 @@
 
 Every artifact edgeseg writes (models, specs, engines, reports, pictures) goes through here,
 so an interrupted or failed run never leaves a half-written file behind.
+
+Temporaries are hidden and named after their output and the process that makes them:
+`.model.onnx.edgeseg-1234-k2j4x9.onnx` (a file) or `.model.engine.edgeseg-1234-0a8f3d` (a
+work folder). A process killed with -9, or a machine that lost power, cannot remove its own;
+the next write of the same output removes those whose process is gone
+(`remove_stale_temporaries`). Those of a process that still runs are left alone, so two runs
+writing beside each other never delete each other's work.
 """
 
 from __future__ import annotations
@@ -9,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edgeseg.errors import EdgesegError
 
@@ -29,8 +38,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=parent
+            prefix=temporary_prefix(path), suffix=suffix if suffix is not None else path.suffix, dir=parent
         )
     except OSError as err:
         raise EdgesegError(f"cannot write {path}: {err.strerror}; choose a writable output path") from None
@@ -43,6 +53,73 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def temporary_dir(output: str | Path) -> Iterator[Path]:
+    """A hidden work folder beside `output` (same file system, so results move into place by
+    rename), removed with everything in it when the block ends.
+
+    Raises:
+        EdgesegError: the folder cannot be made there.
+    """
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(output)
+        work = tempfile.TemporaryDirectory(prefix=temporary_prefix(output), dir=output.parent)
+    except OSError as err:
+        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable output path") from None
+    with work as name:
+        yield Path(name)
+
+
+def temporary_prefix(output: Path) -> str:
+    """`.NAME.edgeseg-PID-`: the start of every temporary name for `output` made by this process."""
+    return f".{output.name}.edgeseg-{os.getpid()}-"
+
+
+def remove_stale_temporaries(output: str | Path, alive: Callable[[int], bool] | None = None) -> list[Path]:
+    """Remove the temporaries of `output` left by processes that no longer run; return them.
+
+    Only names of our own pattern (`temporary_prefix`) are touched; a temporary whose process
+    still runs (another edgeseg writing the same output right now) is kept. Errors removing one
+    are ignored: it is tried again next time.
+    """
+    output = Path(output)
+    pattern = re.compile(re.escape(f".{output.name}.edgeseg-") + r"(\d+)-")
+    is_alive = alive or _process_alive
+    removed = []
+    try:
+        entries = list(output.parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or is_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """True if a process with this id exists (ours, or one we may not signal)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but is not ours
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from edgeseg.engine.manifest import (
 from edgeseg.engine.ort_build import OrtJob, build_onnxruntime_model
 from edgeseg.engine.trt_build import TENSORRT_INSTALL_HINT, BatchRange, TrtJob, build_tensorrt_engine
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
-from edgeseg.fileio import atomic_path, file_sha256
+from edgeseg.fileio import atomic_path, file_sha256, temporary_dir
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
 from edgeseg.runtime.cuda_buffers import GpuInfo
@@ -384,13 +383,7 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
 
     source_sha = file_sha256(onnx_path)
     target = manifest_path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        work = tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent)
-    except OSError as err:
-        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
-    with work as work_name, atomic_path(target) as manifest_tmp, atomic_path(output) as engine_tmp:
-        work_dir = Path(work_name)
+    with temporary_dir(output) as work_dir, atomic_path(target) as manifest_tmp, atomic_path(output) as engine_tmp:
         make_int8 = int8_maker(options, spec, work_dir, env.tensorrt_version if choice.name == "tensorrt" else None)
         if choice.name == "tensorrt":
             built = _build_tensorrt(options, onnx_path, spec, env, work_dir, make_int8, engine_tmp, log)
