@@ -140,6 +140,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def check_writable(path: str | Path, what: str) -> Path:
+    """Raise EdgesegError unless a file can be created at `path`; creates nothing.
+
+    Outputs are checked when a run starts but made only once it runs, so a run that fails to
+    start (no camera, no model) leaves no empty file behind.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise EdgesegError(f"cannot write {what} to {path}: it is a folder; give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise EdgesegError(f"cannot write {what} to {path}: {folder} is not a writable folder; choose a writable path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise EdgesegError(f"cannot write {what} to {path}: the file is read-only; choose a writable path")
+    return path
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (models and engines can be large)."""
     digest = hashlib.sha256()

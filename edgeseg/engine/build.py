@@ -32,6 +32,7 @@ from edgeseg.engine.ort_build import OrtJob, build_onnxruntime_model
 from edgeseg.engine.trt_build import TENSORRT_INSTALL_HINT, BatchRange, TrtJob, build_tensorrt_engine
 from edgeseg.errors import DataError, EdgesegError, EngineError, SpecError
 from edgeseg.fileio import atomic_path, file_sha256, temporary_dir
+from edgeseg.runtime.integrity import spec_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
 from edgeseg.runtime.cuda_buffers import GpuInfo
@@ -391,6 +392,7 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
             built = _build_onnxruntime(options, onnx_path, spec, make_int8, engine_tmp, log)
         manifest = EngineManifest(
             **built, engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
+            engine_sha256=file_sha256(engine_tmp), spec_sha256=spec_sha256(built["spec"].to_dict()),
             source_onnx=str(options.onnx_path), source_sha256=source_sha,
             build_command=rebuild_command(options, choice.name, output),
             edgeseg_version=__version__, built_at=utc_now(),

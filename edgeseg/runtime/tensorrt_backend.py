@@ -15,6 +15,8 @@ is opened.
 
 Options:
     device: CUDA device index (default 0).
+    verify: check the engine's sha256 and its spec's against the manifest before loading
+        (default True; `edgeseg.runtime.integrity`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from edgeseg.engine.trt_build import import_tensorrt
 from edgeseg.errors import EngineError
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import BackendBase, check_spec_matches_model, normalize_shape, resolve_spec
+from edgeseg.runtime.integrity import verify_engine
 from edgeseg.runtime.cuda_buffers import CudaStream, DeviceBuffer, PinnedBuffer
 from edgeseg.spec import ModelSpec
 
@@ -147,7 +150,8 @@ class TensorRTBackend(BackendBase):
         self._tensors = {}
 
 
-def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: int = 0) -> TensorRTBackend:
+def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: int = 0,
+                  verify: bool = True) -> TensorRTBackend:
     """Open an engine built by `edgeseg build-engine`.
 
     Raises:
@@ -160,6 +164,8 @@ def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: in
     if not path.is_file():
         raise EngineError(f"no engine at {path}; build one with `edgeseg build-engine model.onnx`")
     manifest = read_manifest(path)
+    if verify:
+        verify_engine(path)
     trt = import_tensorrt()
     cuda = cuda_buffers.load_cuda_api()
     gpu = cuda_buffers.find_gpu(device, cuda)

@@ -28,6 +28,10 @@ kind does not have. OpenCV's BGR frames become RGB here, at the edge. Frames tha
 or of the wrong dtype are skipped and counted (`source.stats.corrupt`). Live sources (cameras,
 network streams) that stop delivering frames reconnect with exponential backoff and give up with
 an ERROR read that says why.
+
+Credentials in a URI (`rtsp://user:password@camera/stream`) are used to open the stream and
+nowhere else: `source.uri`, every message and everything the pipeline prints, logs or serves
+shows `rtsp://***@camera/stream` (`redact_uri`).
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".ts", ".h264", ".h265", ".mjpg", ".mjpeg", ".gif")
 CORRUPT_IN_A_ROW_LIMIT = 100  # this many bad frames in a row is a broken stream, not a glitch
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_GST_SECRETS = re.compile(r"(?i)\b(user-pw|user-id|password)=(\"[^\"]*\"|\S+)")
+
+
+def redact_uri(text: str) -> str:
+    """`text` with the user and password of every URL in it (and GStreamer's user-id/user-pw) as ***."""
+    return _GST_SECRETS.sub(r"\1=***", _USERINFO.sub(r"\1***@", str(text)))
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -153,7 +164,7 @@ class Source:
     live = False
 
     def __init__(self, uri: str, fps: float | None = None) -> None:
-        self.uri = uri
+        self.uri = redact_uri(uri)  # for messages; the real URI stays with the opener
         self.fps = fps if fps and fps > 0 and math.isfinite(fps) else None
         self.stats = SourceStats()
         self._interrupted = threading.Event()
@@ -303,7 +314,7 @@ class CaptureSource(Source):
         capture = self._open()
         if capture is None:
             message = open_error() if open_error else f"cannot open {uri}"
-            raise EdgesegError(message)
+            raise EdgesegError(redact_uri(message))
         self._capture: Capture | None = capture
         if fps is None:
             fps = _capture_fps(capture)
@@ -615,7 +626,7 @@ class NetworkSource(CaptureSource):
         if use_gst:
             _require_gstreamer(uri)
             if not rtsp:
-                raise EdgesegError(f"the gstreamer backend handles rtsp:// only, got {uri}; use backend=ffmpeg")
+                raise EdgesegError(f"the gstreamer backend handles rtsp:// only, got {redact_uri(uri)}; use backend=ffmpeg")
             pipeline = rtsp_gstreamer_pipeline(uri)
 
             def opener() -> Capture:
@@ -667,7 +678,7 @@ class GStreamerSource(CaptureSource):
         if "appsink" not in pipeline.rsplit("!", 1)[-1]:
             raise EdgesegError(
                 f"a gst: pipeline must end in appsink, e.g. `... ! videoconvert ! video/x-raw,format=BGR ! "
-                f"appsink drop=1 max-buffers=1`; got {pipeline!r}"
+                f"appsink drop=1 max-buffers=1`; got {redact_uri(pipeline)!r}"
             )
         _require_gstreamer("gst: sources")
         super().__init__(
@@ -973,6 +984,7 @@ def source_kind(uri: str) -> SourceKind:
         if kind.matches(text):
             return kind
     path = Path(text).expanduser()
+    text = redact_uri(text)
     if path.exists():
         raise EdgesegError(
             f"{text} is neither a video ({' '.join(VIDEO_SUFFIXES[:6])} ...), an image nor a folder of images; "
