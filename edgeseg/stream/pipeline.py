@@ -600,8 +600,7 @@ class StreamPipeline:
 
     def _side_output_failed(self, name: str, err: BaseException, where: str = "") -> None:
         """Report a failed side output once (through `warn`), remember and count it."""
-        message = str(err) if name in str(err) else f"{name}: {err}"
-        line = f"{message}{where}; that output is disabled, driving goes on"
+        line = f"{_describe(name, err)}{where}; that output is disabled, driving goes on"
         with self._lock:
             self._failures.append(line)
         self.telemetry.count("failed_outputs")
@@ -641,7 +640,7 @@ class StreamPipeline:
         self._failed_sinks.add(id(sink))
         with self._lock:
             if self._commands_error is None:
-                self._commands_error = str(err) if sink.name in str(err) else f"{sink.name}: {err}"
+                self._commands_error = _describe(sink.name, err)
         self.stop(COMMANDS_FAILED)
 
     def _watchdog_loop(self) -> None:
@@ -716,6 +715,11 @@ class StreamPipeline:
                 close_error = close_error or err
         if close_error is not None and self._error is None:
             self._error = close_error
+
+
+def _describe(name: str, err: BaseException) -> str:
+    """An output's error for one line: our own errors name the output already, others get its name."""
+    return str(err) if isinstance(err, EdgesegError) else f"{name}: {err}"
 
 
 def _frame_record(result: FrameResult, status: str) -> dict[str, Any]:

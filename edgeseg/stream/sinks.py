@@ -263,16 +263,19 @@ class RecordingSink:
     A file that does not is deleted, never renamed into place, and `close()` raises `OutputFailed`.
 
     Args:
-        writer_factory: `cv2.VideoWriter` (tests pass one that fails like a full disk).
-        free_space: `free_bytes` (tests pass one that reports a full disk).
+        writer_factory: makes the writer; default `cv2.VideoWriter` (tests pass one that fails
+            like a full disk).
+        free_space: bytes free in a folder; default `free_bytes` (tests pass one that reports a
+            full disk).
+        reserve_bytes: free space to keep; default `RECORDING_RESERVE_BYTES`.
     """
 
     needs_view = True
 
     def __init__(self, path: str | Path, fps: float | None = None, *,
-                 writer_factory: Callable[..., Any] = cv2.VideoWriter,
-                 free_space: Callable[[Path], int] = free_bytes,
-                 reserve_bytes: int = RECORDING_RESERVE_BYTES) -> None:
+                 writer_factory: Callable[..., Any] | None = None,
+                 free_space: Callable[[Path], int] | None = None,
+                 reserve_bytes: int | None = None) -> None:
         self.path = Path(path).expanduser()
         self.name = f"recording {self.path}"
         suffix = self.path.suffix.lower()
@@ -287,14 +290,14 @@ class RecordingSink:
         self.resized = 0
         self.size: tuple[int, int] | None = None  # (width, height)
         self._writer: Any = None
-        self._writer_factory = writer_factory
-        self._free_space = free_space
-        self.reserve_bytes = int(reserve_bytes)
+        self._writer_factory = writer_factory or cv2.VideoWriter
+        self._free_space = free_space or free_bytes
+        self.reserve_bytes = RECORDING_RESERVE_BYTES if reserve_bytes is None else int(reserve_bytes)
         self._stack = contextlib.ExitStack()
         if self.path.is_dir():
             raise EdgesegError(f"cannot record to {self.path}: it is a folder; give a file name like out.mp4")
         self._tmp = self._stack.enter_context(atomic_path(self.path))  # EdgesegError if unwritable
-        probe = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (64, 48))
+        probe = self._writer_factory(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (64, 48))
         opened = probe.isOpened()
         probe.release()
         if not opened:

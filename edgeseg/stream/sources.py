@@ -352,7 +352,7 @@ class CaptureSource(Source):
                     if self._capture is not None:
                         continue
                     return Read(ReadStatus.ERROR, message=f"cannot reopen {self.uri} to loop it")
-                return Read(ReadStatus.END, message=f"end of {self.uri}")
+                return Read(ReadStatus.END, message=self._end_message())
             self._misses += 1
             opened = self._capture is not None and self._capture.isOpened()
             if opened and self._misses < self.misses_before_reconnect:
@@ -365,6 +365,9 @@ class CaptureSource(Source):
             message=f"{self.uri} delivered {CORRUPT_IN_A_ROW_LIMIT} corrupt frames in a row; "
             "check the camera's pixel format (e.g. fourcc=MJPG) or the stream's encoding",
         )
+
+    def _end_message(self) -> str:
+        return f"end of {self.uri}"
 
     def _reconnect(self) -> Read | None:
         """Reopen with backoff; None once reopened, else the END/ERROR read that ends the stream."""
@@ -722,6 +725,14 @@ class VideoFileSource(CaptureSource):
         )
         if self._capture is not None and hasattr(self._capture, "get"):
             self.frame_count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+
+    def _end_message(self) -> str:
+        """Says so when the decoder stopped before the frame count the container states."""
+        read = self.stats.frames + self.stats.corrupt
+        if not self.loop and 0 < read < self.frame_count:
+            return (f"{self.uri} ended after {read} of the {self.frame_count} frames its container lists: "
+                    "decoder errors or a truncated file")
+        return f"end of {self.uri}"
 
 
 # --- image folders ----------------------------------------------------------------------------

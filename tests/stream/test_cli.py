@@ -163,7 +163,7 @@ def test_signal_stops_cleanly_and_finalises_the_recording(signum, tmp_path, kit,
     process = subprocess.Popen(
         [sys.executable, "-c", script, "stream", "--source", "synthetic://?size=64x48&fps=30", "--model",
          str(stream_models.onnx_path), "--threads", "1", "--record", str(tmp_path / "live.mp4"),
-         "--telemetry", str(telemetry)],
+         "--telemetry", str(telemetry), "--commands", str(tmp_path / "c.jsonl")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -184,3 +184,6 @@ def test_signal_stops_cleanly_and_finalises_the_recording(signum, tmp_path, kit,
     frames, size = kit.count_video_frames(tmp_path / "live.mp4")
     assert frames >= 3 and size == (64, 48)
     assert kit.leftover_temp_files(tmp_path) == []
+    final = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[-1])  # the car was told to stop
+    assert final == {**final, "kind": "final", "stop": True, "throttle": 0.0, "steering": 0.0,
+                     "reason": f"stopped by {signal.Signals(signum).name}"}
