@@ -2,7 +2,7 @@
 
     python benchmarks/engine_verify.py [ENGINE ...]     # default: demo/model.int8.cpu.onnx
 
-For each engine (a `build-engine` output with its manifest beside it): the median of 7 opens of
+For each engine (a `build-engine` output with its manifest beside it): the median of 15 opens of
 the ONNX Runtime backend with `verify=True` and with `verify=False`, and the sha256 alone. Also
 the sha256 of random files of 1, 10 and 100 MB, for engines larger than the demo's. Prints a table
 and writes benchmarks/results/engine_verify.json.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import print_table, write_json  # noqa: E402
 
-REPEATS = 7
+REPEATS = 15
 
 
 def median_s(action) -> float:

@@ -7,8 +7,9 @@ changed weights of the same size, or a manifest whose spec was edited is refused
 command that rebuilds it, instead of driving on a model nobody verified. A plain ONNX model
 with no manifest beside it is not an engine and is not checked.
 
-Hashing reads the whole file once: about 2 ms per MB on a 2-core x86 (measured in
-docs/streaming.md, "Safety"). `verify=False` (`--no-verify-engine`) skips the check.
+Hashing reads the whole file once: 0.8 ms for the demo's 1.1 MB engine, under 2 ms per MB for
+large ones on a 2-core x86 (docs/deployment.md, `benchmarks/engine_verify.py`).
+`verify=False` (`--no-verify-engine`) skips the check.
 
 Only json, hashlib and edgeseg.fileio are used here, so the runtime does not import the
 engine-building package to check an engine.

@@ -647,20 +647,37 @@ class StreamPipeline:
         """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`."""
         timeout = self.config.command_timeout_s
         while not self._watchdog_done.wait(timeout / 5):
-            with self._command_lock:
+            if not self._command_lock.acquire(timeout=timeout):
+                continue  # a command sink is blocked in a write: nothing else can be sent either
+            try:
                 if self._commands_done:
                     return
                 now = time.monotonic()
                 if now - self._last_line_at >= timeout:
                     self._send_stop(STALE_STOP, f"no new frame for {now - self._last_frame_at:.1f} s")
                     self.telemetry.count("stale_stops")
+            finally:
+                self._command_lock.release()
 
     def _send_final_stop(self) -> None:
-        """The last line every command sink gets, whatever ended the run; later writes are dropped."""
-        with self._command_lock:
-            if not self._commands_done:
-                self._send_stop(FINAL_STOP, self._final_reason())
+        """The last line every command sink gets, whatever ended the run; later writes are dropped.
+
+        A command sink that blocks (a pipe nobody reads) holds the lock: after THREAD_EXIT_S the
+        run gives up on it and fails, rather than hang with the car not told anything.
+        """
+        if self._command_lock.acquire(timeout=THREAD_EXIT_S):
+            try:
+                if not self._commands_done:
+                    self._send_stop(FINAL_STOP, self._final_reason())
+            finally:
                 self._commands_done = True
+                self._command_lock.release()
+        else:
+            self._commands_done = True
+            with self._lock:
+                if self._commands_error is None:
+                    self._commands_error = (f"the commands output blocked for {THREAD_EXIT_S:g} s (nobody reads it?), "
+                                            "so no final stop could be sent")
         self._watchdog_done.set()
         if self._watchdog is not None:
             self._watchdog.join(THREAD_EXIT_S)
