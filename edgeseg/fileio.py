@@ -79,6 +79,19 @@ def temporary_prefix(output: Path) -> str:
     return f".{output.name}.edgeseg-{os.getpid()}-"
 
 
+def stale_temporaries(output: str | Path, alive: Callable[[int], bool] | None = None) -> list[Path]:
+    """The temporaries of `output` (our own pattern, `temporary_prefix`) whose process no longer runs."""
+    output = Path(output)
+    pattern = re.compile(re.escape(f".{output.name}.edgeseg-") + r"(\d+)-")
+    is_alive = alive or _process_alive
+    try:
+        entries = sorted(output.parent.iterdir())
+    except OSError:
+        return []
+    return [entry for entry in entries
+            if (match := pattern.match(entry.name)) is not None and not is_alive(int(match.group(1)))]
+
+
 def remove_stale_temporaries(output: str | Path, alive: Callable[[int], bool] | None = None) -> list[Path]:
     """Remove the temporaries of `output` left by processes that no longer run; return them.
 
@@ -86,18 +99,8 @@ def remove_stale_temporaries(output: str | Path, alive: Callable[[int], bool] | 
     still runs (another edgeseg writing the same output right now) is kept. Errors removing one
     are ignored: it is tried again next time.
     """
-    output = Path(output)
-    pattern = re.compile(re.escape(f".{output.name}.edgeseg-") + r"(\d+)-")
-    is_alive = alive or _process_alive
     removed = []
-    try:
-        entries = list(output.parent.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or is_alive(int(match.group(1))):
-            continue
+    for entry in stale_temporaries(output, alive):
         try:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)

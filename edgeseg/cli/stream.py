@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         if args.record:
             recording = RecordingSink(args.record)
             sinks.append(recording)
+            for kept in recording.recovered:
+                print(f"edgeseg stream: kept the recording an interrupted run left behind as {kept}", file=sys.stderr)
         if args.save_frames:
             sinks.append(FrameFolderSink(args.save_frames))
         if args.show:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
-from edgeseg.fileio import atomic_path, atomic_write_bytes, check_writable
+from edgeseg.fileio import atomic_path, atomic_write_bytes, check_writable, stale_temporaries
 from edgeseg.nav.draw import draw_command
 from edgeseg.nav.navigator import Command
 from edgeseg.runtime.overlay import colorize, draw_legend, overlay
@@ -262,6 +262,11 @@ class RecordingSink:
     written so far); at `close()`, that the finished file opens and holds every frame written.
     A file that does not is deleted, never renamed into place, and `close()` raises `OutputFailed`.
 
+    A run killed with -9 or by a power cut leaves its hidden temporary file; in `.mkv` and `.avi`
+    it plays up to the last frames FFmpeg wrote. The next recording to the same path keeps such
+    a file that still opens as `NAME.interrupted-YYYYmmdd-HHMMSS.SUFFIX` (listed in `recovered`)
+    instead of letting the stale-temporary cleanup delete it.
+
     Args:
         writer_factory: makes the writer; default `cv2.VideoWriter` (tests pass one that fails
             like a full disk).
@@ -296,6 +301,7 @@ class RecordingSink:
         self._stack = contextlib.ExitStack()
         if self.path.is_dir():
             raise EdgesegError(f"cannot record to {self.path}: it is a folder; give a file name like out.mp4")
+        self.recovered = recover_interrupted_recordings(self.path)
         self._tmp = self._stack.enter_context(atomic_path(self.path))  # EdgesegError if unwritable
         probe = self._writer_factory(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (64, 48))
         opened = probe.isOpened()
@@ -365,6 +371,31 @@ class RecordingSink:
         width, height = self.size or (0, 0)
         resized = f", {self.resized} resized to {width}x{height}" if self.resized else ""
         return f"recording {self.path}: {self.frames} frames {width}x{height} at {self.fps:g} fps{resized}"
+
+
+def recover_interrupted_recordings(path: Path) -> list[Path]:
+    """Rename the stale temporaries of recording `path` that still open as videos to
+    `NAME.interrupted-<time of their last write>.SUFFIX`; the rest are left to the cleanup."""
+    recovered = []
+    for stale in stale_temporaries(path):
+        if not stale.is_file() or not _opens_as_video(stale):
+            continue
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(stale.stat().st_mtime))
+        target = path.with_name(f"{path.stem}.interrupted-{stamp}{path.suffix}")
+        if target.exists():
+            continue
+        with contextlib.suppress(OSError):
+            stale.rename(target)
+            recovered.append(target)
+    return recovered
+
+
+def _opens_as_video(path: Path) -> bool:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
 
 
 # --- an image folder --------------------------------------------------------------------------

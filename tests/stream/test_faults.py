@@ -419,3 +419,35 @@ def test_no_output_before_the_run_starts_and_stale_temporaries_cleaned(main, tmp
     assert main(stream_args(stream_models.onnx_path, "synthetic://?size=48x32&realtime=0", "--max-frames", "2",
                             *outputs)) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "drive.avi", "t.jsonl"]
+
+
+def test_a_recording_cut_by_kill_9_is_kept_by_the_next_run(main, tmp_path, kit, stream_models, capsys):
+    """A power cut mid-recording: the .mkv in the hidden temporary plays up to its last flushed
+    frames; the next run keeps it under a visible name instead of deleting it."""
+    target = tmp_path / "drive.mkv"
+    script = textwrap.dedent(f"""
+        import time, numpy as np
+        from edgeseg.stream.sinks import FrameResult, RecordingSink
+        sink = RecordingSink({str(target)!r}, fps=30)
+        rng = np.random.default_rng(0)
+        for i in range(60):  # noise: about 60 kB a frame, so FFmpeg's buffer reaches the disk
+            sink.write(None, rng.integers(0, 255, (240, 320, 3), np.uint8))
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    recorder = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert recorder.stdout.readline().strip() == "ready"
+    finally:
+        recorder.kill()  # SIGKILL: no finally, no release
+        recorder.wait(10)
+    assert len(kit.leftover_temp_files(tmp_path)) == 1
+    code = main(stream_args(stream_models.onnx_path, "synthetic://?size=48x32&realtime=0", "--max-frames", "2",
+                            "--record", str(target)))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    kept = list(tmp_path.glob("drive.interrupted-*.mkv"))
+    assert len(kept) == 1 and f"kept the recording an interrupted run left behind as {kept[0]}" in err
+    assert kit.count_video_frames(kept[0])[0] >= 30  # most of the 60 frames survive
+    assert kit.count_video_frames(target)[0] == 2 and kit.leftover_temp_files(tmp_path) == []
