@@ -33,7 +33,7 @@ Safety (docs/streaming.md, "Safety"): every way a run ends, the command sinks ge
 line (`kind: "final"`, steering 0, throttle 0, stop true, the reason), after the last frame's
 command; while no fresh frame arrives (a stalled or reconnecting camera, a stuck model) a
 watchdog thread sends a stop line (`kind: "stale"`) every `command_timeout_s`, so the commands
-stream never goes quiet for longer than that while the run lives. A view sink or the telemetry
+stream never goes quiet for much longer than that (at most 1.2 x) while the run lives. A view sink or the telemetry
 file that fails (disk full, a window error) is reported once through `warn`, disabled and
 counted (`failed_outputs`), and driving goes on; a command sink that fails stops the run, since
 the car can no longer be told what to do.
