@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     out = parser.add_argument_group("outputs (several at once)")
     out.add_argument("--show", action="store_true", help="show the view in a window (q or Esc ends the run)")
-    out.add_argument("--record", metavar="FILE", help="record the view to a video (.mp4 or .avi), atomically")
+    out.add_argument("--record", metavar="FILE",
+                     help="record the view to a video (.mp4, .mkv or .avi; .mkv/.avi stay playable after a power "
+                          "cut), kept only if it checks out")
     out.add_argument("--save-frames", metavar="DIR", help="save every view as DIR/frame_NNNNNN.jpg")
     out.add_argument("--serve", metavar="[HOST:]PORT",
                      help="browser view at http://HOST:PORT/ (default host 127.0.0.1; 0.0.0.0 exposes it)")
