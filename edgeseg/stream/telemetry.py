@@ -173,6 +173,8 @@ class Telemetry:
             EdgesegError: the file cannot be written (disk full); raised once, then the file is
                 closed and later records are dropped, so the caller can report it and go on.
         """
+        if self._jsonl is None and self.jsonl_path is not None and self.finished is None:
+            self.start()  # a caller that never started the run
         if self._jsonl is None:
             return
         line = json.dumps(record, separators=(",", ":"))
