@@ -348,7 +348,8 @@ class RecordingSink:
             self.abort()
             return
         found = video_frame_count(self._tmp)
-        if abs(found - self.frames) > 1:  # the Matroska count is estimated from the duration
+        tolerance = 1 if self.path.suffix.lower() == ".mkv" else 0  # Matroska's count is estimated from the duration
+        if found < 0 or abs(found - self.frames) > tolerance:
             self.abort()
             held = "does not open" if found < 0 else f"holds {found}"
             written, self.frames = self.frames, 0
