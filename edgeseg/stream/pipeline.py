@@ -644,11 +644,23 @@ class StreamPipeline:
         self.stop(COMMANDS_FAILED)
 
     def _watchdog_loop(self) -> None:
-        """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`."""
+        """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`.
+
+        A command sink stuck in a write (a pipe nobody reads) holds the lock; after
+        `max(1 s, 2 x command_timeout_s)` of that the run stops: the car is not being told anything.
+        """
         timeout = self.config.command_timeout_s
+        blocked_limit = max(1.0, 2 * timeout)
+        blocked_since: float | None = None
         while not self._watchdog_done.wait(timeout / 5):
             if not self._command_lock.acquire(timeout=timeout):
-                continue  # a command sink is blocked in a write: nothing else can be sent either
+                now = time.monotonic()
+                blocked_since = blocked_since if blocked_since is not None else now - timeout
+                if now - blocked_since >= blocked_limit:
+                    self._commands_blocked(now - blocked_since)
+                    return
+                continue
+            blocked_since = None
             try:
                 if self._commands_done:
                     return
@@ -674,13 +686,17 @@ class StreamPipeline:
                 self._command_lock.release()
         else:
             self._commands_done = True
-            with self._lock:
-                if self._commands_error is None:
-                    self._commands_error = (f"the commands output blocked for {THREAD_EXIT_S:g} s (nobody reads it?), "
-                                            "so no final stop could be sent")
+            self._commands_blocked(THREAD_EXIT_S)
         self._watchdog_done.set()
         if self._watchdog is not None:
             self._watchdog.join(THREAD_EXIT_S)
+
+    def _commands_blocked(self, seconds: float) -> None:
+        with self._lock:
+            if self._commands_error is None:
+                self._commands_error = (f"the commands output blocked for {seconds:.1f} s in a write (nobody reads "
+                                        "it?); the car was not told anything meanwhile, not even the final stop")
+        self.stop(COMMANDS_FAILED)
 
     def _final_reason(self) -> str:
         with self._lock:

@@ -161,6 +161,38 @@ def test_closed_stdout_stops_cleanly_with_one_line(tmp_path, stream_models):
     assert "Traceback" not in err and "Exception ignored" not in err
 
 
+def test_a_blocked_commands_output_ends_the_run_instead_of_hanging(monkeypatch, tmp_path, stream_models):
+    """A commands pipe nobody reads blocks the write: the watchdog notices, the run stops and fails."""
+    import threading
+
+    from edgeseg.nav import Navigator
+    from edgeseg.stream import CommandSink, PipelineConfig, StreamPipeline, open_source
+    from edgeseg.stream import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "THREAD_EXIT_S", 0.5)
+    release = threading.Event()
+
+    class BlockingCommands(CommandSink):
+        def write(self, result, view=None):
+            if self.lines == 2:
+                release.wait(30)  # the reader stopped reading: the pipe is full
+            super().write(result, view)
+
+    sink = BlockingCommands(str(tmp_path / "c.jsonl"))
+    from edgeseg.runtime import Segmenter
+
+    with open_source("synthetic://?size=48x32&realtime=0") as source, Segmenter.open(stream_models.onnx_path) as seg:
+        pipeline = StreamPipeline(source, seg, Navigator.from_spec(seg.spec), [sink],
+                                  PipelineConfig(command_timeout_s=0.2))
+        started = time.monotonic()
+        try:
+            summary = pipeline.run()
+        finally:
+            release.set()
+    assert time.monotonic() - started < 10
+    assert summary.reason == "commands output failed" and "blocked for" in summary.error
+
+
 # --- side outputs fail alone ------------------------------------------------------------------
 
 
