@@ -296,8 +296,11 @@ class StreamPipeline:
         self._failures: list[str] = []
         self._warn = warn or logger.warning
         self._end_detail = ""
-        # The command sinks: written by the navigation thread, the watchdog and join(), one at a time.
-        self._command_lock = threading.Lock()
+        # The command sinks: written by the navigation thread, the watchdog and join(); a lock per
+        # sink keeps its lines whole and in order, and one sink stuck in a write cannot hold up the others.
+        self._command_locks = {id(sink): threading.Lock() for sink in self._command_sinks}
+        self._ended_sinks: set[int] = set()  # got the final stop: nothing more is sent to them
+        self._writing_since: dict[int, float] = {}  # sinks inside a write, since when (monotonic)
         self._commands_done = False
         self._commands_error: str | None = None
         self._last_frame = -1  # source index of the last frame whose command was sent
@@ -610,93 +613,85 @@ class StreamPipeline:
 
     def _send_command(self, result: FrameResult) -> None:
         """Send one frame's command to every command sink (navigation thread)."""
-        with self._command_lock:
-            if self._commands_done:
-                return
-            for sink in self._command_sinks:
-                if id(sink) in self._failed_sinks:
-                    continue
-                result.extra["command_latency_s"] = time.perf_counter() - result.captured_at
-                try:
-                    sink.write(result, None)
-                except OUTPUT_ERRORS as err:
-                    self._command_output_failed(sink, err)
-            self._last_frame = result.index
-            self._last_frame_at = self._last_line_at = time.monotonic()
-
-    def _send_stop(self, kind: str, reason: str) -> None:
-        """Send a stop line to every working command sink; call with `_command_lock` held."""
         for sink in self._command_sinks:
-            if id(sink) in self._failed_sinks:
-                continue
+            with self._command_locks[id(sink)]:
+                result.extra["command_latency_s"] = time.perf_counter() - result.captured_at
+                self._write_command(sink, lambda: sink.write(result, None))
+        self._last_frame = result.index
+        self._last_frame_at = self._last_line_at = time.monotonic()
+
+    def _send_stop(self, kind: str, reason: str, wait_s: float) -> None:
+        """Send a stop line to every working command sink; a sink stuck in a write for `wait_s` is skipped."""
+        for sink in self._command_sinks:
+            lock = self._command_locks[id(sink)]
+            if not lock.acquire(timeout=wait_s):
+                continue  # stuck in a write: the watchdog reports it
             try:
-                sink.send_stop(kind, reason, self._last_frame)  # type: ignore[attr-defined]
-            except OUTPUT_ERRORS as err:
-                self._command_output_failed(sink, err)
+                self._write_command(sink, lambda: sink.send_stop(kind, reason, self._last_frame))  # type: ignore[attr-defined]
+                if kind == FINAL_STOP:
+                    self._ended_sinks.add(id(sink))
+            finally:
+                lock.release()
         self._last_line_at = time.monotonic()
+
+    def _write_command(self, sink: Sink, send: Callable[[], None]) -> None:
+        """`send()` a line to `sink` unless it failed or was ended; call with the sink's lock held."""
+        key = id(sink)
+        if key in self._failed_sinks or key in self._ended_sinks:
+            return
+        self._writing_since[key] = time.monotonic()
+        try:
+            send()
+        except OUTPUT_ERRORS as err:
+            self._command_output_failed(sink, err)
+        finally:
+            del self._writing_since[key]
 
     def _command_output_failed(self, sink: Sink, err: BaseException) -> None:
         """The car can no longer be told what to do through `sink`: stop the run."""
         self._failed_sinks.add(id(sink))
+        self._commands_failed(_describe(sink.name, err))
+
+    def _commands_failed(self, message: str) -> None:
         with self._lock:
             if self._commands_error is None:
-                self._commands_error = _describe(sink.name, err)
+                self._commands_error = message
         self.stop(COMMANDS_FAILED)
 
     def _watchdog_loop(self) -> None:
-        """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`.
-
-        A command sink stuck in a write (a pipe nobody reads) holds the lock; after
-        `max(1 s, 2 x command_timeout_s)` of that the run stops: the car is not being told anything.
+        """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`, and
+        the run stopped when a command sink is stuck in one write for max(1 s, 2 x the timeout)
+        (a pipe nobody reads): the car is not being told anything through it.
         """
         timeout = self.config.command_timeout_s
         blocked_limit = max(1.0, 2 * timeout)
-        blocked_since: float | None = None
         while not self._watchdog_done.wait(timeout / 5):
-            if not self._command_lock.acquire(timeout=timeout):
-                now = time.monotonic()
-                blocked_since = blocked_since if blocked_since is not None else now - timeout
-                if now - blocked_since >= blocked_limit:
-                    self._commands_blocked(now - blocked_since)
-                    return
-                continue
-            blocked_since = None
-            try:
-                if self._commands_done:
-                    return
-                now = time.monotonic()
-                if now - self._last_line_at >= timeout:
-                    self._send_stop(STALE_STOP, f"no new frame for {now - self._last_frame_at:.1f} s")
-                    self.telemetry.count("stale_stops")
-            finally:
-                self._command_lock.release()
+            now = time.monotonic()
+            for key, since in list(self._writing_since.items()):
+                if now - since >= blocked_limit:
+                    name = next(sink.name for sink in self._command_sinks if id(sink) == key)
+                    self._commands_failed(f"{name} blocked for {now - since:.1f} s in one write (nobody reads it?); "
+                                          "nothing could be sent through it meanwhile, not even the final stop")
+            if now - self._last_line_at >= timeout:
+                self._send_stop(STALE_STOP, f"no new frame for {now - self._last_frame_at:.1f} s", timeout / 5)
+                self.telemetry.count("stale_stops")
 
     def _send_final_stop(self) -> None:
-        """The last line every command sink gets, whatever ended the run; later writes are dropped.
+        """The last line every command sink gets, whatever ended the run; nothing is sent after it.
 
-        A command sink that blocks (a pipe nobody reads) holds the lock: after THREAD_EXIT_S the
-        run gives up on it and fails, rather than hang with the car not told anything.
+        A sink stuck in a write (a pipe nobody reads) gets THREAD_EXIT_S, then the run fails.
         """
-        if self._command_lock.acquire(timeout=THREAD_EXIT_S):
-            try:
-                if not self._commands_done:
-                    self._send_stop(FINAL_STOP, self._final_reason())
-            finally:
-                self._commands_done = True
-                self._command_lock.release()
-        else:
-            self._commands_done = True
-            self._commands_blocked(THREAD_EXIT_S)
         self._watchdog_done.set()
         if self._watchdog is not None:
             self._watchdog.join(THREAD_EXIT_S)
-
-    def _commands_blocked(self, seconds: float) -> None:
-        with self._lock:
-            if self._commands_error is None:
-                self._commands_error = (f"the commands output blocked for {seconds:.1f} s in a write (nobody reads "
-                                        "it?); the car was not told anything meanwhile, not even the final stop")
-        self.stop(COMMANDS_FAILED)
+        if self._commands_done:
+            return
+        self._commands_done = True
+        self._send_stop(FINAL_STOP, self._final_reason(), THREAD_EXIT_S)
+        for sink in self._command_sinks:
+            if id(sink) not in self._ended_sinks and id(sink) not in self._failed_sinks:
+                self._commands_failed(f"{sink.name} blocked in a write for {THREAD_EXIT_S:g} s at the end of the "
+                                      "run (nobody reads it?); it did not get the final stop")
 
     def _final_reason(self) -> str:
         with self._lock:

@@ -10,6 +10,7 @@ writer that drops frames silently as FFmpeg does on a full disk, a free-space pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -162,7 +163,8 @@ def test_closed_stdout_stops_cleanly_with_one_line(tmp_path, stream_models):
 
 
 def test_a_blocked_commands_output_ends_the_run_instead_of_hanging(monkeypatch, tmp_path, stream_models):
-    """A commands pipe nobody reads blocks the write: the watchdog notices, the run stops and fails."""
+    """A commands pipe nobody reads blocks the write: the watchdog notices, the run stops and fails,
+    and the car, on another output, still gets its stale stops and the final stop."""
     import threading
 
     from edgeseg.nav import Navigator
@@ -178,11 +180,13 @@ def test_a_blocked_commands_output_ends_the_run_instead_of_hanging(monkeypatch, 
                 release.wait(30)  # the reader stopped reading: the pipe is full
             super().write(result, view)
 
-    sink = BlockingCommands(str(tmp_path / "c.jsonl"))
     from edgeseg.runtime import Segmenter
 
+    car = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    car.bind(("127.0.0.1", 0))
+    sinks = [BlockingCommands(str(tmp_path / "c.jsonl")), CommandSink(f"udp://127.0.0.1:{car.getsockname()[1]}")]
     with open_source("synthetic://?size=48x32&realtime=0") as source, Segmenter.open(stream_models.onnx_path) as seg:
-        pipeline = StreamPipeline(source, seg, Navigator.from_spec(seg.spec), [sink],
+        pipeline = StreamPipeline(source, seg, Navigator.from_spec(seg.spec), sinks,
                                   PipelineConfig(command_timeout_s=0.2))
         started = time.monotonic()
         try:
@@ -191,6 +195,14 @@ def test_a_blocked_commands_output_ends_the_run_instead_of_hanging(monkeypatch, 
             release.set()
     assert time.monotonic() - started < 10
     assert summary.reason == "commands output failed" and "blocked for" in summary.error
+    received = []
+    car.settimeout(0.2)
+    with contextlib.suppress(socket.timeout):
+        while True:
+            received.append(json.loads(car.recv(4096)))
+    car.close()
+    assert "stale" in [line["kind"] for line in received]  # while the log output was stuck
+    assert_ends_on_a_stop(received, "commands output failed")
 
 
 # --- side outputs fail alone ------------------------------------------------------------------
