@@ -99,7 +99,7 @@ def test_lost_source_sends_stale_stops_while_reconnecting_then_a_final_stop(main
     assert all(c["stop"] and c["throttle"] == 0.0 and c["frame"] == driven[-1]["frame"] for c in stale)
     assert stale[0]["reason"].startswith("no new frame for ")
     gaps = np.diff([c["timestamp"] for c in commands])
-    assert gaps.max() < 0.5  # the stream never went quiet for long while the run lived
+    assert gaps.max() < 0.7  # never quiet for the 0.9 s of backoff (0.1 s + scheduling on a loaded machine)
 
 
 def test_model_error_ends_on_a_stop_and_one_line(main, monkeypatch, tmp_path, stream_models, capsys):
