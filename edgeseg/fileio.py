@@ -69,7 +69,9 @@ def temporary_dir(output: str | Path) -> Iterator[Path]:
         remove_stale_temporaries(output)
         work = tempfile.TemporaryDirectory(prefix=temporary_prefix(output), dir=output.parent)
     except OSError as err:
-        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable output path") from None
+        raise EdgesegError(
+            f"cannot write into {output.parent}: {err.strerror}; choose a writable output path"
+        ) from None
     with work as name:
         yield Path(name)
 

@@ -627,7 +627,8 @@ class StreamPipeline:
             if not lock.acquire(timeout=wait_s):
                 continue  # stuck in a write: the watchdog reports it
             try:
-                self._write_command(sink, lambda: sink.send_stop(kind, reason, self._last_frame))  # type: ignore[attr-defined]
+                send = getattr(sink, "send_stop")
+                self._write_command(sink, lambda: send(kind, reason, self._last_frame))
                 if kind == FINAL_STOP:
                     self._ended_sinks.add(id(sink))
             finally:

@@ -629,7 +629,9 @@ class NetworkSource(CaptureSource):
         if use_gst:
             _require_gstreamer(uri)
             if not rtsp:
-                raise EdgesegError(f"the gstreamer backend handles rtsp:// only, got {redact_uri(uri)}; use backend=ffmpeg")
+                raise EdgesegError(
+                    f"the gstreamer backend handles rtsp:// only, got {redact_uri(uri)}; use backend=ffmpeg"
+                )
             pipeline = rtsp_gstreamer_pipeline(uri)
 
             def opener() -> Capture:

@@ -120,7 +120,8 @@ def test_failing_side_output_is_disabled_alone_and_reported_once(tmp_path, kit, 
         pipeline = StreamPipeline(source, segmenter, Navigator.from_spec(segmenter.spec), sinks, warn=warnings.append)
         summary = pipeline.run()
     assert summary.reason == END_OF_STREAM and summary.error is None and not summary.ok
-    assert len(warnings) == 1 and "No space left on device at frame 2" in warnings[0] and "driving goes on" in warnings[0]
+    assert len(warnings) == 1
+    assert "No space left on device at frame 2" in warnings[0] and "driving goes on" in warnings[0]
     assert summary.failures == warnings and summary.counters["failed_outputs"] == 1
     assert kit.count_video_frames(out / "drive.mp4") == (2, (48, 40))  # the two frames before it, finished
     assert kit.leftover_temp_files(out) == []
