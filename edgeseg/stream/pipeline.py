@@ -627,8 +627,8 @@ class StreamPipeline:
             if not lock.acquire(timeout=wait_s):
                 continue  # stuck in a write: the watchdog reports it
             try:
-                send = getattr(sink, "send_stop")
-                self._write_command(sink, lambda: send(kind, reason, self._last_frame))
+                stop_line = sink.send_stop  # type: ignore[attr-defined]  # command sinks have it
+                self._write_command(sink, lambda: stop_line(kind, reason, self._last_frame))
                 if kind == FINAL_STOP:
                     self._ended_sinks.add(id(sink))
             finally:
