@@ -327,7 +327,8 @@ def _stream(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
             "--commands", str(paths.commands), "--telemetry", str(paths.telemetry), "--view", "overlay"]
     _same_as(log, "edgeseg " + " ".join(argv))
     _run_command(argv, main)
-    frames = sum(1 for _ in paths.commands.open()) if paths.commands.is_file() else 0  # one command per frame
+    lines = paths.commands.read_text().splitlines() if paths.commands.is_file() else []
+    frames = sum(json.loads(line)["kind"] == "frame" for line in lines)  # one per frame, then stop lines
     return {"video": str(paths.drive), "commands": str(paths.commands), "telemetry": str(paths.telemetry),
             "frames": frames, "source": DEMO_STREAM_SOURCE, "still": _still(paths.drive, paths.out / "drive_still.jpg"),
             "outputs": [str(paths.drive)]}

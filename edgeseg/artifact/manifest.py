@@ -109,6 +109,9 @@ class EngineManifest:
         profile: the input shapes it accepts (TensorRT).
         edgeseg_version: edgeseg's version at build time.
         built_at: UTC time of the build, ISO 8601.
+        engine_sha256: sha256 of the engine file, checked by every backend on open
+            (`edgeseg.runtime.integrity`).
+        spec_sha256: sha256 of the spec's canonical JSON, checked with it.
     """
 
     spec: ModelSpec
@@ -126,6 +129,8 @@ class EngineManifest:
     profile: ProfileShapes | None = None
     edgeseg_version: str = ""
     built_at: str = ""
+    engine_sha256: str = ""
+    spec_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +140,7 @@ class EngineManifest:
             "runtime_version": self.runtime_version,
             "engine_file": self.engine_file,
             "engine_bytes": self.engine_bytes,
+            "engine_sha256": self.engine_sha256,
             "gpu": asdict(self.gpu) if self.gpu else None,
             "dla_core": self.dla_core,
             "source_onnx": self.source_onnx,
@@ -144,6 +150,7 @@ class EngineManifest:
             "edgeseg_version": self.edgeseg_version,
             "built_at": self.built_at,
             "build_command": self.build_command,
+            "spec_sha256": self.spec_sha256,
             "spec": self.spec.to_dict(),
         }
 
@@ -182,6 +189,8 @@ class EngineManifest:
             profile=_profile_from_dict(data.get("profile")),
             edgeseg_version=str(data.get("edgeseg_version", "")),
             built_at=str(data.get("built_at", "")),
+            engine_sha256=str(data.get("engine_sha256", "")),
+            spec_sha256=str(data.get("spec_sha256", "")),
         )
 
     def built_on(self) -> str:

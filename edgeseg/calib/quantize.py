@@ -39,7 +39,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,7 +58,7 @@ from edgeseg.calib.readers import (
 from edgeseg.artifact.onnxmeta import QUANT_METADATA_KEY, invalid_onnx_error, write_metadata
 from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
-from edgeseg.fileio import file_sha256
+from edgeseg.fileio import file_sha256, temporary_dir
 
 TARGETS = ("cpu", "tensorrt")
 METHODS = ("entropy", "minmax", "percentile")
@@ -742,13 +741,7 @@ def calibrate(
     if float_head is None:
         float_head = target == "tensorrt"
 
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        work = tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent)
-    except OSError as err:
-        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
-    with work as work_name:  # everything is made here and moved into place at the very end
-        work_dir = Path(work_name)
+    with temporary_dir(output) as work_dir:  # everything is made here and moved into place at the very end
         prepared = _prepare(model_path, work_dir)
         prepared_model = onnx.load(str(prepared), load_external_data=False)
         model_in = model_input(prepared_model)

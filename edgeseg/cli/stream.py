@@ -5,7 +5,9 @@
     edgeseg stream --source clip.mp4 --model model.onnx --view side --max-frames 300 --telemetry t.jsonl
 
 Ctrl-C or SIGTERM stops the run cleanly (the recording is finalised) and exits 0; a second
-Ctrl-C gives up waiting. A camera or stream that stops for good exits 1 with the reason.
+Ctrl-C gives up waiting. A camera or stream that stops for good, a source that delivers no frame,
+a commands output that cannot be written and a side output that failed exit 1 with the reason.
+Every way out sends a final stop command; see docs/streaming.md, "Safety".
 """
 
 from __future__ import annotations
@@ -39,18 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", required=True, help="model file (.onnx, .keras, ...) or a training run folder")
     model.add_argument("--backend", choices=common.BACKEND_CHOICES, default="auto")
     model.add_argument("--threads", type=common.positive_int, metavar="N", help="inference threads (onnxruntime)")
+    model.add_argument("--no-verify-engine", action="store_true",
+                       help="open an engine whose sha256 does not match its manifest (only if you know why it changed)")
     model.add_argument("--mode", choices=NAV_MODE_CHOICES, default="safe", help="navigation mode (default: safe)")
     model.add_argument("--no-nav", action="store_true", help="segment only: no driving commands")
 
     out = parser.add_argument_group("outputs (several at once)")
     out.add_argument("--show", action="store_true", help="show the view in a window (q or Esc ends the run)")
-    out.add_argument("--record", metavar="FILE", help="record the view to a video (.mp4 or .avi), atomically")
+    out.add_argument("--record", metavar="FILE",
+                     help="record the view to a video (.mp4, .mkv or .avi; .mkv/.avi stay playable after a power "
+                          "cut), kept only if it checks out")
     out.add_argument("--save-frames", metavar="DIR", help="save every view as DIR/frame_NNNNNN.jpg")
     out.add_argument("--serve", metavar="[HOST:]PORT",
                      help="browser view at http://HOST:PORT/ (default host 127.0.0.1; 0.0.0.0 exposes it)")
-    out.add_argument("--commands", metavar="FILE|-|udp://HOST:PORT",
+    out.add_argument("--commands", metavar="FILE|-|udp://HOST:PORT", action="append",
                      help="one JSON object per frame: steering, throttle, stop, clearance, confidence, "
-                          "timestamp, frame")
+                          "timestamp, frame; a stop line when frames stall and when the run ends. "
+                          "Repeat it for several outputs (e.g. the car and a log file)")
+    out.add_argument("--command-timeout", type=float, default=0.5, metavar="S",
+                     help="send a stop line whenever no fresh frame's command was sent for S seconds "
+                          "(default 0.5; 0: off); a receiver should stop on its own after a few S of silence")
     out.add_argument("--view", choices=VIEW_CHOICES, default="overlay", help="what the view shows (default: overlay)")
     out.add_argument("--alpha", type=float, default=0.5, metavar="A", help="class colour weight in the overlay (0-1)")
     out.add_argument("--no-legend", action="store_true", help="no class legend in the view")
@@ -94,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.commands and args.no_nav:
         raise EdgesegError("--commands sends navigation commands; drop --no-nav")
     config = PipelineConfig(view=args.view, alpha=args.alpha, legend=not args.no_legend, max_frames=args.max_frames,
-                            pace_reads=not args.read_ahead)
+                            pace_reads=not args.read_ahead, command_timeout_s=args.command_timeout)
 
     with contextlib.ExitStack() as stack:
         # Outputs first: a bad path, a busy port or a missing display fails before anything runs.
@@ -102,26 +112,34 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(telemetry.close)
         sinks: list[Any] = []
         recording = None
-        if args.commands:
-            sinks.append(CommandSink(args.commands))
+        for target in args.commands or ():
+            sinks.append(CommandSink(target))
         if args.record:
             recording = RecordingSink(args.record)
             sinks.append(recording)
+            for kept in recording.recovered:
+                print(f"edgeseg stream: kept the recording an interrupted run left behind as {kept}", file=sys.stderr)
         if args.save_frames:
             sinks.append(FrameFolderSink(args.save_frames))
         if args.show:
-            sinks.append(WindowSink(f"edgeseg: {uri}"))
+            sinks.append(WindowSink(f"edgeseg: {sources.redact_uri(uri)}"))
         server = None
         if args.serve:
             from edgeseg.stream.server import StreamServer
 
             server = StreamServer(args.serve, telemetry)
             sinks.append(server)
+            if server.exposed:
+                print(f"edgeseg stream: warning: the browser view at {server.url} is reachable by anyone on the "
+                      "network, with no password (it is read-only); serve on 127.0.0.1 and use an ssh tunnel "
+                      "to keep it private", file=sys.stderr)
         for sink in sinks:
             stack.callback(sink.abort)  # no-op after the pipeline closed it; cleans up if we fail first
 
         spec = common.spec_from_args(args, args.model)
-        options = {"threads": args.threads} if args.threads else {}
+        options: dict[str, Any] = {"threads": args.threads} if args.threads else {}
+        if args.no_verify_engine:
+            options["verify"] = False
         segmenter = stack.enter_context(Segmenter.open(args.model, backend=args.backend, spec=spec, **options))
         if not args.no_nav and not segmenter.spec.traversable:
             raise SpecError(
@@ -140,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         if recording is not None:
             recording.fps = source.fps or 30.0
         telemetry.info.update(model=str(args.model), backend=segmenter.backend_name)
-        pipeline = StreamPipeline(source, segmenter, navigator, sinks, config, telemetry)
+        pipeline = StreamPipeline(source, segmenter, navigator, sinks, config, telemetry, warn=_warn)
 
         print(f"edgeseg stream: {source.uri} -> {segmenter!r}"
               + (f", navigation {args.mode}" if navigator else ", no navigation")
@@ -155,10 +173,19 @@ def run(args: argparse.Namespace) -> int:
     print(summary.table, file=sys.stderr)
     for line in summary.sinks:
         print(line, file=sys.stderr)
+    for line in summary.failures:
+        print(f"FAILED: {line}", file=sys.stderr)
     if summary.error:
         raise EdgesegError(summary.error)
-    print(f"edgeseg stream: {summary.reason}", file=sys.stderr)
+    ended = f"{summary.reason} ({summary.detail})" if summary.detail else summary.reason
+    if summary.failures:
+        raise EdgesegError(f"{ended}, but {len(summary.failures)} output(s) failed (see FAILED above)")
+    print(f"edgeseg stream: {ended}", file=sys.stderr)
     return 0
+
+
+def _warn(line: str) -> None:
+    print(f"\nedgeseg stream: warning: {line}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

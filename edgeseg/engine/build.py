@@ -22,7 +22,6 @@ import importlib.util
 import os
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,8 @@ from edgeseg.engine.trt_build import (
     is_strongly_typed,
 )
 from edgeseg.errors import DataError, EdgesegError, EngineError
-from edgeseg.fileio import atomic_path, file_sha256
+from edgeseg.fileio import atomic_path, file_sha256, temporary_dir
+from edgeseg.runtime.integrity import spec_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
 
@@ -453,23 +453,18 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
     output = plan.output
     source_sha = file_sha256(options.onnx_path)
     target = manifest_path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        work = tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent)
-    except OSError as err:
-        raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
-    with work as work_name, atomic_path(target) as manifest_tmp, atomic_path(output) as engine_tmp:
-        finished, calibration = prepare(plan, options, Path(work_name), log)
+    with temporary_dir(output) as work_dir, atomic_path(target) as manifest_tmp, atomic_path(output) as engine_tmp:
+        finished, calibration = prepare(plan, options, work_dir, log)
         if plan.choice.name == "tensorrt":
-            built = _build_tensorrt(options, plan, finished, env, Path(work_name), engine_tmp, log)
+            built = _build_tensorrt(options, plan, finished, env, work_dir, engine_tmp, log)
         else:
             version = build_onnxruntime_model(finished, engine_tmp)
             built = {"spec": plan.spec, "backend": "onnxruntime", "precision": "int8" if plan.int8 else "fp32",
                      "runtime_version": version}
         built["calibration"] = built.get("calibration") or calibration
         manifest = EngineManifest(
-            **built,
-            engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
+            **built, engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
+            engine_sha256=file_sha256(engine_tmp), spec_sha256=spec_sha256(built["spec"].to_dict()),
             source_onnx=str(options.onnx_path), source_sha256=source_sha,
             build_command=rebuild_command(options, plan.choice.name, output),
             edgeseg_version=__version__, built_at=utc_now(),

@@ -15,6 +15,8 @@ is opened.
 
 Options:
     device: CUDA device index (default 0).
+    verify: check the engine's sha256 and its spec's against the manifest before loading
+        (default True; `edgeseg.runtime.integrity`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from edgeseg.runtime.backends import (
     normalize_shape,
     resolve_spec,
 )
+from edgeseg.runtime.integrity import verify_engine
 from edgeseg.runtime.cuda_buffers import CudaStream, DeviceBuffer, PinnedBuffer
 
 logger = logging.getLogger(__name__)
@@ -163,7 +166,8 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: int = 0) -> TensorRTBackend:
+def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: int = 0,
+                  verify: bool = True) -> TensorRTBackend:
     """Open an engine built by `edgeseg build-engine`.
 
     Raises:
@@ -176,6 +180,8 @@ def open_tensorrt(path: str | Path, spec: ModelSpec | None = None, *, device: in
     if not path.is_file():
         raise EngineError(f"no engine at {path}; build one with `edgeseg build-engine model.onnx`")
     manifest = read_manifest(path)
+    if verify:
+        verify_engine(path)
     trt = import_tensorrt()
     cuda = cuda_buffers.load_cuda_api()
     gpu = cuda_buffers.find_gpu(device, cuda)

@@ -20,6 +20,7 @@ from edgeseg.stream.sinks import (
     CommandSink,
     FrameFolderSink,
     FrameResult,
+    OutputFailed,
     RecordingSink,
     Sink,
     StopRequested,
@@ -33,6 +34,7 @@ from edgeseg.stream.sources import (
     Source,
     SourceStats,
     open_source,
+    redact_uri,
 )
 from edgeseg.stream.telemetry import STAGES, LatencyWindow, StatusLine, Telemetry
 
@@ -43,6 +45,7 @@ __all__ = [
     "FrameResult",
     "LatencyWindow",
     "LatestSlot",
+    "OutputFailed",
     "PipelineConfig",
     "Read",
     "ReadStatus",
@@ -60,5 +63,6 @@ __all__ = [
     "WindowSink",
     "open_source",
     "parse_address",
+    "redact_uri",
     "render_view",
 ]

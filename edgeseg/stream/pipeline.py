@@ -28,11 +28,21 @@ timestamp, from which capture-to-command and capture-to-output latencies are mea
 The pipeline closes its sinks when the run ends (finalising recordings) and aborts a sink that
 failed; the source and the segmenter belong to the caller. It installs no signal handlers: the
 CLI does that (in the main thread) and calls `stop()`.
+
+Safety (docs/streaming.md, "Safety"): every way a run ends, the command sinks get a final stop
+line (`kind: "final"`, steering 0, throttle 0, stop true, the reason), after the last frame's
+command; while no fresh frame arrives (a stalled or reconnecting camera, a stuck model) a
+watchdog thread sends a stop line (`kind: "stale"`) every `command_timeout_s`, so the commands
+stream never goes quiet for much longer than that (at most 1.2 x) while the run lives. A view sink or the telemetry
+file that fails (disk full, a window error) is reported once through `warn`, disabled and
+counted (`failed_outputs`), and driving goes on; a command sink that fails stops the run, since
+the car can no longer be told what to do.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,12 +50,15 @@ from typing import Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+import cv2
+
 from edgeseg.errors import EdgesegError
-from edgeseg.stream.sinks import FrameResult, Sink, StopRequested, check_view, render_view
+from edgeseg.stream.sinks import FINAL_STOP, STALE_STOP, FrameResult, Sink, StopRequested, check_view, render_view
 from edgeseg.stream.sources import Read, ReadStatus, Source
 from edgeseg.stream.telemetry import Telemetry
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # Why a run ended (RunSummary.reason).
 END_OF_STREAM = "end of stream"
@@ -53,6 +66,10 @@ MAX_FRAMES = "max frames reached"
 STOPPED = "stopped"
 SOURCE_FAILED = "source failed"
 FAILED = "failed"
+COMMANDS_FAILED = "commands output failed"
+# What a side output can fail with in the world (full disk, lost display): reported, not fatal.
+# Anything else is a bug and stops the run with its traceback.
+OUTPUT_ERRORS = (OSError, EdgesegError, cv2.error)
 
 THREAD_EXIT_S = 5.0  # how long join() waits for a stage thread after the run ended
 PACE_WINDOW = 16  # recent frames whose read and inference times pace the reads (pace_reads)
@@ -151,6 +168,9 @@ class PipelineConfig:
             (True) or read the next one while the current one is inferred (False: a little more
             throughput, much more capture-to-command latency; see the module notes). Live
             sources deliver at their own pace and ignore it.
+        command_timeout_s: the longest the command sinks go without a line: when no fresh
+            frame's command was sent for this long, a stale stop is sent (and repeated as long
+            as it lasts). 0 turns the watchdog off. Set it above the model's frame time.
     """
 
     view: str = "overlay"
@@ -160,11 +180,14 @@ class PipelineConfig:
     drop_stale: bool | None = None
     read_timeout_s: float = 0.2
     pace_reads: bool = True
+    command_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
         check_view(self.view, self.alpha)
         if self.max_frames is not None and self.max_frames < 1:
             raise EdgesegError(f"max frames must be at least 1, got {self.max_frames}")
+        if not 0 <= self.command_timeout_s < float("inf"):
+            raise EdgesegError(f"the command timeout must be 0 (off) or more seconds, got {self.command_timeout_s}")
 
 
 @dataclass
@@ -172,12 +195,17 @@ class RunSummary:
     """How a run went.
 
     Attributes:
-        reason: why it ended (END_OF_STREAM, MAX_FRAMES, STOPPED or a stop reason, SOURCE_FAILED).
-        error: the source's message when it failed for good (the CLI exits 1), else None.
+        reason: why it ended (END_OF_STREAM, MAX_FRAMES, STOPPED or a stop reason, SOURCE_FAILED,
+            COMMANDS_FAILED); the final stop command carried it.
+        error: why the run failed (the CLI exits 1): the source failed for good or delivered no
+            frame at all, or the commands output failed; None otherwise.
         counters: the telemetry counters (captured, processed, output, dropped_*, corrupt, ...).
         elapsed_s: run time.
         table: the telemetry summary table.
         sinks: one line per sink that reports what it wrote.
+        failures: one line per side output that failed and was disabled (the CLI exits 1).
+        detail: what the source said when it ended (e.g. a video that ended before its
+            container's frame count), or "".
     """
 
     reason: str
@@ -186,10 +214,12 @@ class RunSummary:
     elapsed_s: float
     table: str
     sinks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.failures
 
     @property
     def processed(self) -> int:
@@ -225,6 +255,7 @@ class StreamPipeline:
             others (commands) get each result on the navigation thread.
         config: `PipelineConfig`.
         telemetry: where timings and counters go (a new one if None).
+        warn: receives one line when a side output fails (default: this module's logger).
     """
 
     def __init__(
@@ -235,6 +266,7 @@ class StreamPipeline:
         sinks: Sequence[Sink] = (),
         config: PipelineConfig = PipelineConfig(),
         telemetry: Telemetry | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -258,7 +290,24 @@ class StreamPipeline:
         self._reason: str | None = None
         self._source_error: str | None = None
         self._error: BaseException | None = None
-        self._failed_sinks: set[int] = set()
+        self._failed_stage = ""
+        self._failed_sinks: set[int] = set()  # aborted at the end: their output is not trusted
+        self._disabled_sinks: set[int] = set()  # side outputs that failed: closed at the end
+        self._failures: list[str] = []
+        self._warn = warn or logger.warning
+        self._end_detail = ""
+        # The command sinks: written by the navigation thread, the watchdog and join(); a lock per
+        # sink keeps its lines whole and in order, and one sink stuck in a write cannot hold up the others.
+        self._command_locks = {id(sink): threading.Lock() for sink in self._command_sinks}
+        self._ended_sinks: set[int] = set()  # got the final stop: nothing more is sent to them
+        self._writing_since: dict[int, float] = {}  # sinks inside a write, since when (monotonic)
+        self._commands_done = False
+        self._commands_error: str | None = None
+        self._last_frame = -1  # source index of the last frame whose command was sent
+        self._last_frame_at = time.monotonic()  # when it was sent (or the run started)
+        self._last_line_at = time.monotonic()  # when any command line was sent
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._finished = False
         self._busy_s: float | None = None  # inference time per frame, median (pace_reads)
@@ -277,6 +326,15 @@ class StreamPipeline:
         """Start the four threads and return at once; `join()` waits for the end."""
         if self._threads:
             raise EdgesegError("this pipeline was already started; make a new one for another run")
+        self.telemetry.start()  # outputs are created now that the run starts, not before
+        for sink in self.sinks:
+            start = getattr(sink, "start", None)
+            if start is not None:
+                start()
+        self._last_frame_at = self._last_line_at = time.monotonic()
+        if self._command_sinks and self.config.command_timeout_s > 0:
+            self._watchdog = threading.Thread(target=self._watchdog_loop, name="edgeseg-watchdog", daemon=True)
+            self._watchdog.start()
         for name, target in (("capture", self._capture_loop), ("inference", self._inference_loop),
                              ("navigation", self._navigation_loop), ("output", self._output_loop)):
             thread = threading.Thread(target=target, name=f"edgeseg-{name}", daemon=True)
@@ -308,8 +366,9 @@ class StreamPipeline:
             tick: called about every `tick_interval_s` while waiting (the CLI's status line).
 
         Raises:
-            The first exception raised inside a stage or a sink (after the sinks were handled);
-            a source that fails for good is not an exception: see `RunSummary.error`.
+            The first exception raised inside a stage or a sink (after the final stop was sent
+            and the sinks were handled); a source that fails for good, a commands output that
+            fails and a failed side output are not exceptions: see `RunSummary`.
         """
         if not self._threads:
             raise EdgesegError("start() the pipeline before join()")
@@ -326,20 +385,39 @@ class StreamPipeline:
             self._stop_capture.set()
             for thread in (output, navigation, inference, capture):
                 thread.join(THREAD_EXIT_S)
+            self._send_final_stop()
             if not any(thread.is_alive() for thread in (output, navigation, inference)):
                 self._finish_sinks()
-            self.telemetry.close()
+            try:
+                self.telemetry.close()
+            except EdgesegError as err:
+                self._side_output_failed("telemetry", err)
         if self._error is not None:
             raise self._error
         snapshot = self.telemetry.snapshot()
         return RunSummary(
             reason=self._reason or STOPPED,
-            error=self._source_error,
+            error=self._run_error(snapshot["counters"]),
             counters=snapshot["counters"],
             elapsed_s=snapshot["elapsed_s"],
             table=self.telemetry.summary_table(),
             sinks=[sink.summary() for sink in self.sinks if hasattr(sink, "summary")],
+            failures=list(self._failures),
+            detail=self._end_detail,
         )
+
+    def _run_error(self, counters: dict[str, int]) -> str | None:
+        """Why the run failed, or None: the commands output, the source, or not one frame processed."""
+        if self._commands_error is not None:
+            return self._commands_error
+        if self._source_error is not None:
+            return self._source_error
+        if counters["processed"] == 0 and self._reason == END_OF_STREAM:
+            corrupt = counters["corrupt"]
+            unreadable = f"; {corrupt} frame(s) or file(s) could not be decoded" if corrupt else ""
+            return (f"{self.source.uri} ended without delivering a single frame{unreadable}: nothing was processed; "
+                    "check the source (open it in a video player) and its format")
+        return None
 
     # -- the stages
 
@@ -369,6 +447,7 @@ class StreamPipeline:
                 elif read.status is ReadStatus.TIMEOUT:
                     continue
                 elif read.status is ReadStatus.END:
+                    self._end_detail = read.message
                     self._end(END_OF_STREAM)
                     break
                 else:
@@ -378,7 +457,7 @@ class StreamPipeline:
                     self._end(SOURCE_FAILED)
                     break
         except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
-            self._fail(err)
+            self._fail(err, "capture")
         finally:
             self._frames.close()
 
@@ -411,7 +490,7 @@ class StreamPipeline:
                     self._stop_capture.set()
                     break
         except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
-            self._fail(err)
+            self._fail(err, "inference")
         finally:
             self._segmented.close()
 
@@ -432,11 +511,11 @@ class StreamPipeline:
                     replaced = self._results.put(result)
                     if replaced is not None:
                         self.telemetry.count("dropped_output")
-                        self.telemetry.frame(_frame_record(replaced, "dropped_before_output"))
+                        self._log_frame(_frame_record(replaced, "dropped_before_output"))
                 elif not self._results.put_wait(result, self._abort):
                     break
         except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
-            self._fail(err)
+            self._fail(err, "navigation")
         finally:
             self._results.close()
 
@@ -454,9 +533,8 @@ class StreamPipeline:
             command=command, captured_at=read.timestamp, wall_time=read.wall_time, timings=timings,
             spec=self.segmenter.spec,
         )
-        for sink in self._command_sinks:
-            result.extra["command_latency_s"] = time.perf_counter() - read.timestamp
-            self._write(sink, result, None)
+        if self._command_sinks:
+            self._send_command(result)
         timings["capture_to_command"] = time.perf_counter() - read.timestamp
         for stage, seconds in timings.items():
             if stage != "capture":
@@ -476,21 +554,22 @@ class StreamPipeline:
             for result in self._take_all(self._results):
                 started = time.perf_counter()
                 view = None
-                if self._view_sinks:
+                active = [sink for sink in self._view_sinks if id(sink) not in self._disabled_sinks]
+                if active:
                     view = render_view(result, config.view, config.alpha, config.legend, self._max_heading)
-                for sink in self._view_sinks:
-                    self._write(sink, result, view)
+                for sink in active:
+                    self._write_view(sink, result, view)
                 done = time.perf_counter()
                 result.timings["output"] = done - started
                 result.timings["capture_to_output"] = done - result.captured_at
                 telemetry.add_timing("output", result.timings["output"])
                 telemetry.add_timing("capture_to_output", result.timings["capture_to_output"])
                 telemetry.count("output")
-                telemetry.frame(_frame_record(result, "output"))
+                self._log_frame(_frame_record(result, "output"))
         except StopRequested as request:
             self.stop(str(request) or STOPPED)
         except BaseException as err:  # noqa: BLE001 - handed to join(), which re-raises it
-            self._fail(err)
+            self._fail(err, "output")
 
     # -- helpers
 
@@ -503,18 +582,128 @@ class StreamPipeline:
             elif slot.finished:
                 return
 
-    def _write(self, sink: Sink, result: FrameResult, view: np.ndarray | None) -> None:
+    def _write_view(self, sink: Sink, result: FrameResult, view: np.ndarray | None) -> None:
+        """Write to a side output; one that fails in the world is disabled alone, a bug stops the run."""
         try:
             sink.write(result, view)
         except StopRequested:
             raise
+        except OUTPUT_ERRORS as err:
+            self._disabled_sinks.add(id(sink))
+            self._side_output_failed(sink.name, err, f" at frame {result.index}")
         except BaseException:
             self._failed_sinks.add(id(sink))
             raise
 
+    def _log_frame(self, record: dict[str, Any]) -> None:
+        try:
+            self.telemetry.frame(record)
+        except EdgesegError as err:
+            self._side_output_failed("telemetry", err, f" at frame {record.get('frame')}")
+
+    def _side_output_failed(self, name: str, err: BaseException, where: str = "") -> None:
+        """Report a failed side output once (through `warn`), remember and count it."""
+        line = f"{_describe(name, err)}{where}; that output is disabled, driving goes on"
+        with self._lock:
+            self._failures.append(line)
+        self.telemetry.count("failed_outputs")
+        self._warn(line)
+
+    # -- commands: every frame's, stale stops, the final stop
+
+    def _send_command(self, result: FrameResult) -> None:
+        """Send one frame's command to every command sink (navigation thread)."""
+        for sink in self._command_sinks:
+            with self._command_locks[id(sink)]:
+                result.extra["command_latency_s"] = time.perf_counter() - result.captured_at
+                self._write_command(sink, lambda: sink.write(result, None))
+        self._last_frame = result.index
+        self._last_frame_at = self._last_line_at = time.monotonic()
+
+    def _send_stop(self, kind: str, reason: str, wait_s: float) -> None:
+        """Send a stop line to every working command sink; a sink stuck in a write for `wait_s` is skipped."""
+        for sink in self._command_sinks:
+            lock = self._command_locks[id(sink)]
+            if not lock.acquire(timeout=wait_s):
+                continue  # stuck in a write: the watchdog reports it
+            try:
+                stop_line = sink.send_stop  # type: ignore[attr-defined]  # command sinks have it
+                self._write_command(sink, lambda: stop_line(kind, reason, self._last_frame))
+                if kind == FINAL_STOP:
+                    self._ended_sinks.add(id(sink))
+            finally:
+                lock.release()
+        self._last_line_at = time.monotonic()
+
+    def _write_command(self, sink: Sink, send: Callable[[], None]) -> None:
+        """`send()` a line to `sink` unless it failed or was ended; call with the sink's lock held."""
+        key = id(sink)
+        if key in self._failed_sinks or key in self._ended_sinks:
+            return
+        self._writing_since[key] = time.monotonic()
+        try:
+            send()
+        except OUTPUT_ERRORS as err:
+            self._command_output_failed(sink, err)
+        finally:
+            del self._writing_since[key]
+
+    def _command_output_failed(self, sink: Sink, err: BaseException) -> None:
+        """The car can no longer be told what to do through `sink`: stop the run."""
+        self._failed_sinks.add(id(sink))
+        self._commands_failed(_describe(sink.name, err))
+
+    def _commands_failed(self, message: str) -> None:
+        with self._lock:
+            if self._commands_error is None:
+                self._commands_error = message
+        self.stop(COMMANDS_FAILED)
+
+    def _watchdog_loop(self) -> None:
+        """While the run lives: a stale stop whenever no line was sent for `command_timeout_s`, and
+        the run stopped when a command sink is stuck in one write for max(1 s, 2 x the timeout)
+        (a pipe nobody reads): the car is not being told anything through it.
+        """
+        timeout = self.config.command_timeout_s
+        blocked_limit = max(1.0, 2 * timeout)
+        while not self._watchdog_done.wait(timeout / 5):
+            now = time.monotonic()
+            for key, since in list(self._writing_since.items()):
+                if now - since >= blocked_limit:
+                    name = next(sink.name for sink in self._command_sinks if id(sink) == key)
+                    self._commands_failed(f"{name} blocked for {now - since:.1f} s in one write (nobody reads it?); "
+                                          "nothing could be sent through it meanwhile, not even the final stop")
+            if now - self._last_line_at >= timeout:
+                self._send_stop(STALE_STOP, f"no new frame for {now - self._last_frame_at:.1f} s", timeout / 5)
+                self.telemetry.count("stale_stops")
+
+    def _send_final_stop(self) -> None:
+        """The last line every command sink gets, whatever ended the run; nothing is sent after it.
+
+        A sink stuck in a write (a pipe nobody reads) gets THREAD_EXIT_S, then the run fails.
+        """
+        self._watchdog_done.set()
+        if self._watchdog is not None:
+            self._watchdog.join(THREAD_EXIT_S)
+        if self._commands_done:
+            return
+        self._commands_done = True
+        self._send_stop(FINAL_STOP, self._final_reason(), THREAD_EXIT_S)
+        for sink in self._command_sinks:
+            if id(sink) not in self._ended_sinks and id(sink) not in self._failed_sinks:
+                self._commands_failed(f"{sink.name} blocked in a write for {THREAD_EXIT_S:g} s at the end of the "
+                                      "run (nobody reads it?); it did not get the final stop")
+
+    def _final_reason(self) -> str:
+        with self._lock:
+            reason, error = self._reason or STOPPED, self._error
+        if reason == FAILED and error is not None:
+            return f"{self._failed_stage} failed: {type(error).__name__}"
+        return reason
+
     def _dropped(self, read: Read, counter: str, status: str) -> None:
         self.telemetry.count(counter)
-        self.telemetry.frame({"frame": read.index, "time": round(read.wall_time, 6), "status": status})
+        self._log_frame({"frame": read.index, "time": round(read.wall_time, 6), "status": status})
 
     def _copy_source_stats(self) -> None:
         stats = self.source.stats
@@ -526,14 +715,16 @@ class StreamPipeline:
             if self._reason is None:
                 self._reason = reason
 
-    def _fail(self, err: BaseException) -> None:
+    def _fail(self, err: BaseException, stage: str) -> None:
         with self._lock:
             if self._error is None:
                 self._error = err
+                self._failed_stage = stage
         self.stop(FAILED)
 
     def _finish_sinks(self) -> None:
-        """Close every sink (finalise) except those that failed (abort); raise the first close error."""
+        """Close every sink (finalise) except those that failed (abort); a side output that cannot
+        be finalised is a failure like any other; raise the first other close error."""
         if self._finished:
             return
         self._finished = True
@@ -544,10 +735,20 @@ class StreamPipeline:
                     sink.abort()
                 else:
                     sink.close()
+            except OUTPUT_ERRORS as err:
+                if sink.needs_view:
+                    self._side_output_failed(sink.name, err)
+                else:
+                    close_error = close_error or err
             except BaseException as err:  # noqa: BLE001 - every sink gets closed, then the first error is raised
                 close_error = close_error or err
         if close_error is not None and self._error is None:
             self._error = close_error
+
+
+def _describe(name: str, err: BaseException) -> str:
+    """An output's error for one line: our own errors name the output already, others get its name."""
+    return str(err) if isinstance(err, EdgesegError) else f"{name}: {err}"
 
 
 def _frame_record(result: FrameResult, status: str) -> dict[str, Any]:

@@ -8,8 +8,11 @@
 | `/status.json` | the telemetry snapshot the page polls: fps, latency_ms, counters, latest     |
 
 It binds to 127.0.0.1 unless told otherwise (`--serve 0.0.0.0:8080` exposes it to the network;
-there is no authentication). Frames are JPEG-encoded only when a client asks, once per frame
-however many clients watch, and only the newest frame is kept.
+there is no authentication, so `exposed` is True and the CLI warns). It is read-only: it answers
+GET only, nothing it serves changes the run, and every other method gets 501. A connection idle
+for `IDLE_TIMEOUT_S` (or a client that stops reading the MJPEG stream) is closed, so idle
+sockets cannot pile up threads. Frames are JPEG-encoded only when a client asks, once per
+frame however many clients watch, and only the newest frame is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from edgeseg.stream.telemetry import Telemetry
 log = logging.getLogger(__name__)
 BOUNDARY = "frame"
 DEFAULT_HOST = "127.0.0.1"
+IDLE_TIMEOUT_S = 10.0  # a connection that sends no request (or reads nothing) for this long is closed
+LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def parse_address(text: str | int) -> tuple[str, int]:
@@ -86,6 +91,11 @@ class StreamServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="edgeseg-http", daemon=True)
         self._thread.start()
+
+    @property
+    def exposed(self) -> bool:
+        """True when other machines can reach the view (it binds to more than the loopback address)."""
+        return self.host not in LOCAL_HOSTS and not self.host.startswith("127.")
 
     @property
     def url(self) -> str:
@@ -154,6 +164,7 @@ class StreamServer:
 def _make_handler(server: StreamServer) -> Callable[..., http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_TIMEOUT_S  # socket timeout: idle keep-alive connections and stalled readers end
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
@@ -197,8 +208,8 @@ def _make_handler(server: StreamServer) -> Callable[..., http.server.BaseHTTPReq
                               f"Content-Length: {len(jpeg)}\r\n\r\n").encode()
                     self.wfile.write(header + jpeg + b"\r\n")
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                log.debug("MJPEG client %s left", self.client_address)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                log.debug("MJPEG client %s left or stopped reading", self.client_address)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
             log.debug("%s " + format, self.client_address[0], *args)

@@ -7,30 +7,38 @@ takes part in three calls:
   sinks that set `needs_view` (None for the others). Sinks without `needs_view` (commands) run on
   the navigation thread right after navigation, so a command never waits for video encoding;
   the others run on the output thread.
-* `close()`: the run ended (end of stream, max frames, Ctrl-C, a source failure): finalise.
-* `abort()`: this sink failed: discard what it wrote, leave nothing half-written.
+* `close()`: the run ended (end of stream, max frames, Ctrl-C, a source failure), or this view
+  sink failed and was disabled: finalise what is valid (a recording is kept only if it checks out).
+* `abort()`: the run failed before this sink could be finalised: discard what it wrote, leave
+  nothing half-written.
+
+Sinks may also have `start()`, called when the run starts: files are created then, not when the
+sink is made, so a run that cannot start leaves no empty output behind.
 
 A sink may raise `StopRequested` to end the run normally (the window was closed, q pressed).
-The browser view (`StreamServer`) lives in `edgeseg.stream.server`.
+Any other error from a view sink disables that sink alone (`edgeseg.stream.pipeline`); an error
+from a command sink stops the run. The browser view (`StreamServer`) lives in `edgeseg.stream.server`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
 from edgeseg.errors import EdgesegError
-from edgeseg.fileio import atomic_path, atomic_write_bytes
+from edgeseg.fileio import atomic_path, atomic_write_bytes, check_writable, stale_temporaries
 from edgeseg.nav.draw import draw_command
 from edgeseg.nav.navigator import Command
 from edgeseg.runtime.overlay import colorize, draw_legend, overlay
@@ -41,6 +49,10 @@ VIEWS = ("overlay", "mask", "side")
 
 class StopRequested(Exception):
     """Raised by a sink to end the run normally; the message is the reason."""
+
+
+class OutputFailed(EdgesegError):
+    """An output cannot be written any more (disk full, closed pipe); the message says which and why."""
 
 
 @dataclass(eq=False)  # holds arrays
@@ -209,6 +221,27 @@ class WindowSink:
 
 # Container suffix -> FourCC OpenCV's FFmpeg writer encodes it with.
 RECORDING_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+# A recording stops (and is finalised) when its file system has less than this free: finishing
+# an MP4 needs room for its index, and FFmpeg writes in blocks of up to 1 MiB.
+RECORDING_RESERVE_BYTES = 4 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged process may still write in `folder`'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def video_frame_count(path: Path) -> int:
+    """The frame count a video's container states (OpenCV/FFmpeg), or -1 if it does not open."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return -1
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        return int(count) if 0 <= count < 1e12 else -1
+    finally:
+        capture.release()
 
 
 class RecordingSink:
@@ -222,11 +255,32 @@ class RecordingSink:
     The recording's size is the first frame's; a later frame of another size (the source changed
     resolution) is resized to it and counted in `resized`. Frames are written at `fps`, the
     source's nominal rate: when the pipeline drops frames the recording plays faster than real time.
+
+    OpenCV's writer reports no write errors (FFmpeg only logs "Failed to write frame"), so the
+    sink checks for itself: before each frame, that the file system keeps `reserve_bytes` free
+    (else `OutputFailed`: the pipeline disables the recording and `close()` finishes the frames
+    written so far); at `close()`, that the finished file opens and holds every frame written.
+    A file that does not is deleted, never renamed into place, and `close()` raises `OutputFailed`.
+
+    A run killed with -9 or by a power cut leaves its hidden temporary file; in `.mkv` and `.avi`
+    it plays up to the last frames FFmpeg wrote. The next recording to the same path keeps such
+    a file that still opens as `NAME.interrupted-YYYYmmdd-HHMMSS.SUFFIX` (listed in `recovered`)
+    instead of letting the stale-temporary cleanup delete it.
+
+    Args:
+        writer_factory: makes the writer; default `cv2.VideoWriter` (tests pass one that fails
+            like a full disk).
+        free_space: bytes free in a folder; default `free_bytes` (tests pass one that reports a
+            full disk).
+        reserve_bytes: free space to keep; default `RECORDING_RESERVE_BYTES`.
     """
 
     needs_view = True
 
-    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+    def __init__(self, path: str | Path, fps: float | None = None, *,
+                 writer_factory: Callable[..., Any] | None = None,
+                 free_space: Callable[[Path], int] | None = None,
+                 reserve_bytes: int | None = None) -> None:
         self.path = Path(path).expanduser()
         self.name = f"recording {self.path}"
         suffix = self.path.suffix.lower()
@@ -241,11 +295,15 @@ class RecordingSink:
         self.resized = 0
         self.size: tuple[int, int] | None = None  # (width, height)
         self._writer: Any = None
+        self._writer_factory = writer_factory or cv2.VideoWriter
+        self._free_space = free_space or free_bytes
+        self.reserve_bytes = RECORDING_RESERVE_BYTES if reserve_bytes is None else int(reserve_bytes)
         self._stack = contextlib.ExitStack()
         if self.path.is_dir():
             raise EdgesegError(f"cannot record to {self.path}: it is a folder; give a file name like out.mp4")
+        self.recovered = recover_interrupted_recordings(self.path)
         self._tmp = self._stack.enter_context(atomic_path(self.path))  # EdgesegError if unwritable
-        probe = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (64, 48))
+        probe = self._writer_factory(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (64, 48))
         opened = probe.isOpened()
         probe.release()
         if not opened:
@@ -258,12 +316,18 @@ class RecordingSink:
         if view is None:
             return
         height, width = view.shape[:2]
+        free = self._free_space(self._tmp.parent)
+        if free < self.reserve_bytes:
+            raise OutputFailed(
+                f"recording {self.path}: only {free / (1 << 20):.1f} MiB left on its file system (a recording "
+                f"keeps {self.reserve_bytes >> 20} MiB free to finish the file); free space or record elsewhere"
+            )
         if self._writer is None:
             self.size = (width, height)
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps,
-                                           self.size)
+            self._writer = self._writer_factory(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps,
+                                                self.size)
             if not self._writer.isOpened():
-                raise EdgesegError(f"cannot start recording {self.path} at {width}x{height}")
+                raise OutputFailed(f"cannot start recording {self.path} at {width}x{height}")
         if (width, height) != self.size:
             view = cv2.resize(view, self.size, interpolation=cv2.INTER_AREA)
             self.resized += 1
@@ -271,13 +335,28 @@ class RecordingSink:
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the file and move it into place (an empty run records nothing)."""
+        """Finish the file and move it into place if it holds every frame written (an empty run
+        records nothing).
+
+        Raises:
+            OutputFailed: the finished file is not playable or misses frames; it was deleted.
+        """
         if self._writer is not None:
             self._writer.release()
             self._writer = None
         if self.frames == 0:
             self.abort()
             return
+        found = video_frame_count(self._tmp)
+        tolerance = 1 if self.path.suffix.lower() == ".mkv" else 0  # Matroska's count is estimated from the duration
+        if found < 0 or abs(found - self.frames) > tolerance:
+            self.abort()
+            held = "does not open" if found < 0 else f"holds {found}"
+            written, self.frames = self.frames, 0
+            raise OutputFailed(
+                f"recording {self.path} is broken: {written} frames were written but the finished file {held} "
+                "(disk full or I/O error?); it was deleted"
+            )
         self._stack.close()
 
     def abort(self) -> None:
@@ -289,10 +368,35 @@ class RecordingSink:
 
     def summary(self) -> str:
         if not self.frames:
-            return f"recording {self.path}: no frames, nothing written"
+            return f"recording {self.path}: no frames kept, nothing written"
         width, height = self.size or (0, 0)
         resized = f", {self.resized} resized to {width}x{height}" if self.resized else ""
         return f"recording {self.path}: {self.frames} frames {width}x{height} at {self.fps:g} fps{resized}"
+
+
+def recover_interrupted_recordings(path: Path) -> list[Path]:
+    """Rename the stale temporaries of recording `path` that still open as videos to
+    `NAME.interrupted-<time of their last write>.SUFFIX`; the rest are left to the cleanup."""
+    recovered = []
+    for stale in stale_temporaries(path):
+        if not stale.is_file() or not _opens_as_video(stale):
+            continue
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(stale.stat().st_mtime))
+        target = path.with_name(f"{path.stem}.interrupted-{stamp}{path.suffix}")
+        if target.exists():
+            continue
+        with contextlib.suppress(OSError):
+            stale.rename(target)
+            recovered.append(target)
+    return recovered
+
+
+def _opens_as_video(path: Path) -> bool:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
 
 
 # --- an image folder --------------------------------------------------------------------------
@@ -341,12 +445,19 @@ class FrameFolderSink:
 # --- driving commands -------------------------------------------------------------------------
 
 
+# What a command line is (its "kind" field).
+FRAME_COMMAND = "frame"  # the navigator's command for one frame
+STALE_STOP = "stale"  # no fresh frame for the command timeout: stop (repeated while it lasts)
+FINAL_STOP = "final"  # the run ended: stop; the last line of every run
+
+
 def command_record(result: FrameResult, latency_s: float) -> dict[str, Any]:
     """The JSON object sent for one frame's command."""
     command = result.command
     if command is None:
         raise EdgesegError("command sinks need navigation; run without --no-nav")
     return {
+        "kind": FRAME_COMMAND,
         "frame": result.index,
         "timestamp": round(result.wall_time, 6),
         "steering": round(command.steering, 4),
@@ -359,6 +470,20 @@ def command_record(result: FrameResult, latency_s: float) -> dict[str, Any]:
     }
 
 
+def stop_record(kind: str, reason: str, frame: int) -> dict[str, Any]:
+    """A stop the pipeline sends itself (no frame behind it): steering 0, throttle 0, stop true.
+
+    Args:
+        kind: STALE_STOP or FINAL_STOP.
+        reason: why, e.g. "end of stream", "stopped by SIGTERM", "no frame for 0.5 s".
+        frame: the index of the last frame a command was sent for (-1: none yet).
+    """
+    return {
+        "kind": kind, "frame": frame, "timestamp": round(time.time(), 6), "steering": 0.0, "throttle": 0.0,
+        "stop": True, "clearance": 0.0, "confidence": 0.0, "reason": reason, "latency_ms": None,
+    }
+
+
 class CommandSink:
     """Sends one JSON object per frame with the driving command (`--commands FILE|-|udp://host:port`).
 
@@ -367,8 +492,12 @@ class CommandSink:
 
     A file is written as it goes, one flushed line per frame, so a controller can follow it
     (`tail -f`); `-` is standard output; `udp://host:port` sends each object as one datagram
-    (send failures, e.g. the network is down, are counted in `send_errors`, not fatal).
-    Runs on the navigation thread, right after navigation.
+    (send failures, e.g. the network is down, are counted in `send_errors`, not fatal: the
+    receiver's own timeout stops the car). A file or standard output that cannot be written
+    (disk full, the reader went away) raises `OutputFailed`: the pipeline stops the run.
+    The file is created when the run starts (`start()`), not when the sink is made.
+    Runs on the navigation thread, right after navigation; the pipeline adds stop lines
+    (`send_stop`) while no frames arrive and when the run ends.
     """
 
     needs_view = False
@@ -382,6 +511,7 @@ class CommandSink:
         self._owns_file = False
         self._socket: socket.socket | None = None
         self._address: Any = None
+        self._path: Path | None = None
         if self.target == "-":
             self._file = sys.stdout
         elif self.target.lower().startswith("udp://"):
@@ -393,16 +523,28 @@ class CommandSink:
             self._socket = socket.socket(family, kind, proto)
             self._address = address
         else:
-            path = Path(self.target).expanduser()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(path, "w", encoding="utf-8", buffering=1)
-            except OSError as err:
-                raise EdgesegError(f"cannot write commands to {path}: {err.strerror}; choose a writable path") from None
-            self._owns_file = True
+            self._path = check_writable(self.target, "commands")
+
+    def start(self) -> None:
+        """Create the commands file (a file target only)."""
+        path = self._path
+        if path is None or self._file is not None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "w", encoding="utf-8", buffering=1)
+        except OSError as err:
+            raise OutputFailed(f"cannot write commands to {path}: {err.strerror}; choose a writable path") from None
+        self._owns_file = True
 
     def write(self, result: FrameResult, view: np.ndarray | None = None) -> None:
-        record = command_record(result, result.extra.get("command_latency_s", 0.0))
+        self._send(command_record(result, result.extra.get("command_latency_s", 0.0)))
+
+    def send_stop(self, kind: str, reason: str, frame: int) -> None:
+        """Send a stop line the pipeline makes (see `stop_record`)."""
+        self._send(stop_record(kind, reason, frame))
+
+    def _send(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
         if self._socket is not None:
             try:
@@ -410,17 +552,32 @@ class CommandSink:
             except OSError:
                 self.send_errors += 1
                 return
-        elif self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
+        else:
+            if self._file is None:
+                self.start()
+            try:
+                self._file.write(line + "\n")  # type: ignore[union-attr]
+                self._file.flush()  # type: ignore[union-attr]
+            except (OSError, ValueError) as err:  # ValueError: the stream was closed under us
+                raise self._failed(err) from None
         self.lines += 1
+
+    def _failed(self, err: BaseException) -> OutputFailed:
+        """The error that stops the run when the commands file or stdout cannot be written."""
+        if self.target == "-":
+            _silence_stdout()  # or Python reports the broken pipe again when it exits
+            if isinstance(err, BrokenPipeError) or getattr(err, "errno", None) == errno.EPIPE:
+                return OutputFailed("commands output - closed: the program reading standard output went away")
+        reason = getattr(err, "strerror", None) or str(err)
+        return OutputFailed(f"cannot write commands to {self.target}: {reason}")
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
         if self._file is not None and self._owns_file:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk: the failure was reported when writing
+                self._file.close()
         self._file = None
 
     def abort(self) -> None:
@@ -429,6 +586,14 @@ class CommandSink:
     def summary(self) -> str:
         errors = f", {self.send_errors} send errors" if self.send_errors else ""
         return f"commands {self.target}: {self.lines} lines{errors}"
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null once its reader is gone (Python's advice for EPIPE)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _udp_address(target: str) -> tuple[str, int]:

@@ -28,6 +28,10 @@ kind does not have. OpenCV's BGR frames become RGB here, at the edge. Frames tha
 or of the wrong dtype are skipped and counted (`source.stats.corrupt`). Live sources (cameras,
 network streams) that stop delivering frames reconnect with exponential backoff and give up with
 an ERROR read that says why.
+
+Credentials in a URI (`rtsp://user:password@camera/stream`) are used to open the stream and
+nowhere else: `source.uri`, every message and everything the pipeline prints, logs or serves
+shows `rtsp://***@camera/stream` (`redact_uri`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".ts", ".h264", ".h265", ".mjpg", ".mjpeg", ".gif")
 CORRUPT_IN_A_ROW_LIMIT = 100  # this many bad frames in a row is a broken stream, not a glitch
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_GST_SECRETS = re.compile(r"(?i)\b(user-pw|user-id|password)=(\"[^\"]*\"|\S+)")
+
+
+def redact_uri(text: str) -> str:
+    """`text` with the user and password of every URL in it (and GStreamer's user-id/user-pw) as ***."""
+    return _GST_SECRETS.sub(r"\1=***", _USERINFO.sub(r"\1***@", str(text)))
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -154,7 +165,7 @@ class Source:
     live = False
 
     def __init__(self, uri: str, fps: float | None = None) -> None:
-        self.uri = uri
+        self.uri = redact_uri(uri)  # for messages; the real URI stays with the opener
         self.fps = fps if fps and fps > 0 and math.isfinite(fps) else None
         self.stats = SourceStats()
         self._interrupted = threading.Event()
@@ -304,7 +315,7 @@ class CaptureSource(Source):
         capture = self._open()
         if capture is None:
             message = open_error() if open_error else f"cannot open {uri}"
-            raise EdgesegError(message)
+            raise EdgesegError(redact_uri(message))
         self._capture: Capture | None = capture
         if fps is None:
             fps = _capture_fps(capture)
@@ -342,7 +353,7 @@ class CaptureSource(Source):
                     if self._capture is not None:
                         continue
                     return Read(ReadStatus.ERROR, message=f"cannot reopen {self.uri} to loop it")
-                return Read(ReadStatus.END, message=f"end of {self.uri}")
+                return Read(ReadStatus.END, message=self._end_message())
             self._misses += 1
             opened = self._capture is not None and self._capture.isOpened()
             if opened and self._misses < self.misses_before_reconnect:
@@ -355,6 +366,9 @@ class CaptureSource(Source):
             message=f"{self.uri} delivered {CORRUPT_IN_A_ROW_LIMIT} corrupt frames in a row; "
             "check the camera's pixel format (e.g. fourcc=MJPG) or the stream's encoding",
         )
+
+    def _end_message(self) -> str:
+        return f"end of {self.uri}"
 
     def _reconnect(self) -> Read | None:
         """Reopen with backoff; None once reopened, else the END/ERROR read that ends the stream."""
@@ -616,7 +630,9 @@ class NetworkSource(CaptureSource):
         if use_gst:
             _require_gstreamer(uri)
             if not rtsp:
-                raise EdgesegError(f"the gstreamer backend handles rtsp:// only, got {uri}; use backend=ffmpeg")
+                raise EdgesegError(
+                    f"the gstreamer backend handles rtsp:// only, got {redact_uri(uri)}; use backend=ffmpeg"
+                )
             pipeline = rtsp_gstreamer_pipeline(uri)
 
             def opener() -> Capture:
@@ -668,7 +684,7 @@ class GStreamerSource(CaptureSource):
         if "appsink" not in pipeline.rsplit("!", 1)[-1]:
             raise EdgesegError(
                 f"a gst: pipeline must end in appsink, e.g. `... ! videoconvert ! video/x-raw,format=BGR ! "
-                f"appsink drop=1 max-buffers=1`; got {pipeline!r}"
+                f"appsink drop=1 max-buffers=1`; got {redact_uri(pipeline)!r}"
             )
         _require_gstreamer("gst: sources")
         super().__init__(
@@ -712,6 +728,14 @@ class VideoFileSource(CaptureSource):
         )
         if self._capture is not None and hasattr(self._capture, "get"):
             self.frame_count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+
+    def _end_message(self) -> str:
+        """Says so when the decoder stopped before the frame count the container states."""
+        read = self.stats.frames + self.stats.corrupt
+        if not self.loop and 0 < read < self.frame_count:
+            return (f"{self.uri} ended after {read} of the {self.frame_count} frames its container lists: "
+                    "decoder errors or a truncated file")
+        return f"end of {self.uri}"
 
 
 # --- image folders ----------------------------------------------------------------------------
@@ -964,6 +988,7 @@ def source_kind(uri: str) -> SourceKind:
         if kind.matches(text):
             return kind
     path = Path(text).expanduser()
+    text = redact_uri(text)
     if path.exists():
         raise EdgesegError(
             f"{text} is neither a video ({' '.join(VIDEO_SUFFIXES[:6])} ...), an image nor a folder of images; "

@@ -11,6 +11,7 @@ thread prints the status line and the HTTP server reads snapshots.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import IO, Any, Iterable
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.fileio import check_writable
 
 # The stages measured for every frame, in pipeline order (seconds internally, ms in reports).
 STAGES = (
@@ -45,6 +47,8 @@ COUNTERS = (
     "corrupt",  # frames or files the source skipped as unreadable
     "reconnects",  # successful reconnections of a live source
     "size_changes",  # frame size changes from the source
+    "failed_outputs",  # side outputs (recording, telemetry file, view) disabled after failing
+    "stale_stops",  # stop commands sent because no fresh frame came within the command timeout
 )
 PERCENTILES = (50, 95, 99)
 
@@ -109,8 +113,9 @@ class Telemetry:
     """Latencies, rates, counters and the latest command of one streaming run.
 
     Args:
-        jsonl_path: write one JSON object per frame to this file (`--telemetry`); opened now, so
-            an unwritable path fails before the run.
+        jsonl_path: write one JSON object per frame to this file (`--telemetry`); checked now, so
+            an unwritable path fails before the run, and created by `start()`, so a run that
+            cannot start leaves no empty file.
         window: samples per stage kept for percentiles.
     """
 
@@ -123,16 +128,21 @@ class Telemetry:
         self.latest: dict[str, Any] | None = None
         self.started = time.perf_counter()
         self.finished: float | None = None
-        self.jsonl_path = Path(jsonl_path) if jsonl_path else None
+        self.jsonl_path = check_writable(jsonl_path, "telemetry") if jsonl_path else None
         self._jsonl: IO[str] | None = None
-        if self.jsonl_path is not None:
-            try:
-                self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-                self._jsonl = open(self.jsonl_path, "w", encoding="utf-8")
-            except OSError as err:
-                raise EdgesegError(
-                    f"cannot write telemetry to {self.jsonl_path}: {err.strerror}; choose a writable path"
-                ) from None
+        self._jsonl_failed = False
+
+    def start(self) -> None:
+        """Create the JSON lines file, if one was asked for."""
+        if self.jsonl_path is None or self._jsonl is not None or self._jsonl_failed:
+            return
+        try:
+            self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self.jsonl_path, "w", encoding="utf-8")
+        except OSError as err:
+            raise EdgesegError(
+                f"cannot write telemetry to {self.jsonl_path}: {err.strerror}; choose a writable path"
+            ) from None
 
     # -- reporting from the pipeline
 
@@ -157,21 +167,48 @@ class Telemetry:
             self.latest = latest
 
     def frame(self, record: dict[str, Any]) -> None:
-        """Write one frame's record as a JSON line (if a telemetry file was given)."""
+        """Write one frame's record as a JSON line (if a telemetry file was given).
+
+        Raises:
+            EdgesegError: the file cannot be written (disk full); raised once, then the file is
+                closed and later records are dropped, so the caller can report it and go on.
+        """
+        if self._jsonl is None and self.jsonl_path is not None and self.finished is None:
+            self.start()  # a caller that never started the run
         if self._jsonl is None:
             return
         line = json.dumps(record, separators=(",", ":"))
         with self._lock:
-            if self._jsonl is not None:
+            if self._jsonl is None:
+                return
+            try:
                 self._jsonl.write(line + "\n")
+            except OSError as err:
+                self._drop_file()
+                raise EdgesegError(f"cannot write telemetry to {self.jsonl_path}: {err.strerror}") from None
+
+    def _drop_file(self) -> None:
+        jsonl, self._jsonl, self._jsonl_failed = self._jsonl, None, True
+        with contextlib.suppress(OSError):  # what is buffered cannot be written either
+            jsonl.close()  # type: ignore[union-attr]
 
     def close(self) -> None:
+        """Stop the clock and close the JSON lines file.
+
+        Raises:
+            EdgesegError: the last buffered lines cannot be written (disk full).
+        """
         with self._lock:
             if self.finished is None:
                 self.finished = time.perf_counter()
             if self._jsonl is not None:
-                self._jsonl.close()
-                self._jsonl = None
+                try:
+                    self._jsonl.close()
+                except OSError as err:
+                    self._jsonl_failed = True
+                    raise EdgesegError(f"cannot write telemetry to {self.jsonl_path}: {err.strerror}") from None
+                finally:
+                    self._jsonl = None
 
     # -- reading
 
@@ -248,6 +285,8 @@ class Telemetry:
             f"{counters['dropped_capture']} before inference and {counters['dropped_output']} before output, "
             f"corrupt {counters['corrupt']}, reconnects {counters['reconnects']}, size changes "
             f"{counters['size_changes']}"
+            + (f", stale stops {counters['stale_stops']}" if counters["stale_stops"] else "")
+            + (f", failed outputs {counters['failed_outputs']}" if counters["failed_outputs"] else "")
         )
         return "\n".join(rows)
 

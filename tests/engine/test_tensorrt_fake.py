@@ -296,11 +296,13 @@ def test_backend_without_manifest_or_with_a_damaged_engine(engine):
     manifest_path(path).unlink()
     with pytest.raises(EngineError, match=r"tiny\.engine has no manifest.*rebuild it on this device"):
         open_tensorrt(path)
-    path.write_bytes(b"{" + b"0" * (manifest.engine_bytes - 1))
+    path.write_bytes(b"{" + b"0" * (manifest.engine_bytes - 1))  # same size, other bytes
     write_manifest(manifest, manifest_path(path))
+    with pytest.raises(EngineError, match=r"tiny\.engine is not the engine its manifest describes.*--no-verify-engine"):
+        open_tensorrt(path)  # the integrity check refuses it before TensorRT sees it
     with pytest.raises(EngineError, match=r"TensorRT 10\.3\.0\.30 could not load .*tiny\.engine.*rebuild it on this "
                                           r"device: edgeseg build-engine"):
-        open_tensorrt(path)
+        open_tensorrt(path, verify=False)
 
 
 def test_tensorrt_missing_says_how_to_install(engine, monkeypatch):

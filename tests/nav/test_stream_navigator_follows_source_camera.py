@@ -30,7 +30,7 @@ def test_stream_on_the_synthetic_world_drives_the_camera_adapted_mode(built, tin
     code = cli.main(["stream", "--source", "synthetic://?size=48x32&realtime=0", "--model", str(tiny_synthetic_onnx),
                      "--mode", "safe", "--max-frames", "2", "--commands", "-", "--no-status"])
     assert code == 0, capsys.readouterr().err
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(capsys.readouterr().out.splitlines()) == 3  # two frames' commands, then the final stop
     assert [n.config for n in built] == [NavConfig.for_camera("safe", Camera(width=48, height=32))]
     assert built[0].config.vanishing_line > 0.0
 
@@ -43,5 +43,5 @@ def test_stream_on_other_sources_drives_the_mode_table(built, tiny_synthetic_onn
     code = cli.main(["stream", "--source", str(folder), "--model", str(tiny_synthetic_onnx), "--mode", "adventurous",
                      "--commands", "-", "--no-status"])
     assert code == 0, capsys.readouterr().err
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(capsys.readouterr().out.splitlines()) == 3  # two frames' commands, then the final stop
     assert [n.config for n in built] == [NAV_MODES["adventurous"]]

@@ -48,7 +48,9 @@ def test_stream_video_with_outputs(main, tmp_path, kit, stream_models, capsys) -
     assert code == 0, err
     assert "watch at http://127.0.0.1:" in err and "served 5 frames" in err
     assert kit.count_video_frames(tmp_path / "out.mp4") == (5, (96, 40))
-    assert len((tmp_path / "cmd.jsonl").read_text().splitlines()) == 5
+    commands = [json.loads(line) for line in (tmp_path / "cmd.jsonl").read_text().splitlines()]
+    assert [c["kind"] for c in commands] == ["frame"] * 5 + ["final"]
+    assert commands[-1]["reason"] == "max frames reached" and commands[-1]["stop"] is True
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 5
     assert "capture_to_command" in err and "max frames reached" in err
 
@@ -58,7 +60,8 @@ def test_commands_to_stdout(main, stream_models, capsys) -> None:
                  str(stream_models.onnx_path), "--commands", "-", "--max-frames", "3", "--mode", "adventurous"])
     out = capsys.readouterr().out
     assert code == 0
-    assert [json.loads(line)["frame"] for line in out.splitlines()] == [0, 1, 2]  # stdout holds only JSON
+    lines = [json.loads(line) for line in out.splitlines()]  # stdout holds only JSON
+    assert [line["frame"] for line in lines] == [0, 1, 2, 2] and lines[-1]["kind"] == "final"
 
 
 @pytest.mark.parametrize("flags, paced", [([], True), (["--read-ahead"], False)])
@@ -90,10 +93,11 @@ def test_unwritable_record_path_fails_before_the_run(main, tmp_path, stream_mode
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code = main(["stream", "--source", "synthetic://?realtime=0", "--model", str(stream_models.onnx_path),
-                 "--record", str(blocker / "out.mp4"), "--telemetry", str(tmp_path / "t.jsonl")])
+                 "--record", str(blocker / "out.mp4"), "--telemetry", str(tmp_path / "t.jsonl"),
+                 "--commands", str(tmp_path / "c.jsonl")])
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
-    assert (tmp_path / "t.jsonl").read_text() == ""  # no frame was processed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no output was created
 
 
 def test_show_without_a_gui_or_display_fails_before_the_run(main, tmp_path, stream_models, capsys) -> None:
@@ -159,7 +163,7 @@ def test_signal_stops_cleanly_and_finalises_the_recording(signum, tmp_path, kit,
     process = subprocess.Popen(
         [sys.executable, "-c", script, "stream", "--source", "synthetic://?size=64x48&fps=30", "--model",
          str(stream_models.onnx_path), "--threads", "1", "--record", str(tmp_path / "live.mp4"),
-         "--telemetry", str(telemetry)],
+         "--telemetry", str(telemetry), "--commands", str(tmp_path / "c.jsonl")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -180,3 +184,6 @@ def test_signal_stops_cleanly_and_finalises_the_recording(signum, tmp_path, kit,
     frames, size = kit.count_video_frames(tmp_path / "live.mp4")
     assert frames >= 3 and size == (64, 48)
     assert kit.leftover_temp_files(tmp_path) == []
+    final = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[-1])  # the car was told to stop
+    assert final == {**final, "kind": "final", "stop": True, "throttle": 0.0, "steering": 0.0,
+                     "reason": f"stopped by {signal.Signals(signum).name}"}

@@ -47,8 +47,10 @@ def test_video_to_recording_commands_telemetry_and_frames(tmp_path, kit, segment
     assert summary.ok and summary.reason == END_OF_STREAM
     assert summary.processed == 10 and summary.dropped == 0  # a file is not live: nothing dropped
     assert kit.count_video_frames(out / "drive.mp4") == (10, (48, 40))
-    commands = [json.loads(line) for line in (out / "commands.jsonl").read_text().splitlines()]
-    assert [c["frame"] for c in commands] == list(range(10))
+    *commands, final = [json.loads(line) for line in (out / "commands.jsonl").read_text().splitlines()]
+    assert [c["frame"] for c in commands] == list(range(10)) and {c["kind"] for c in commands} == {"frame"}
+    assert final == {**final, "kind": "final", "frame": 9, "stop": True, "steering": 0.0, "throttle": 0.0,
+                     "reason": "end of stream"}
     for command in commands:
         assert set(command) >= {"steering", "throttle", "stop", "clearance", "confidence", "timestamp", "frame"}
         assert -1 <= command["steering"] <= 1 and 0 <= command["throttle"] <= 1
@@ -109,18 +111,23 @@ class FailingRecording(RecordingSink):
         super().write(result, view)
 
 
-def test_failing_sink_leaves_no_half_written_file(tmp_path, kit, segmenter) -> None:
+def test_failing_side_output_is_disabled_alone_and_reported_once(tmp_path, kit, segmenter) -> None:
     video = kit.write_video(tmp_path / "in.avi", frames=6)
     out = tmp_path / "out"
+    warnings = []
     with open_source(str(video)) as source:
         sinks = [CommandSink(str(out / "commands.jsonl")), FailingRecording(out / "drive.mp4", fps=10)]
-        pipeline = StreamPipeline(source, segmenter, Navigator.from_spec(segmenter.spec), sinks)
-        with pytest.raises(OSError, match="No space left"):
-            pipeline.run()
-    assert not (out / "drive.mp4").exists()
+        pipeline = StreamPipeline(source, segmenter, Navigator.from_spec(segmenter.spec), sinks, warn=warnings.append)
+        summary = pipeline.run()
+    assert summary.reason == END_OF_STREAM and summary.error is None and not summary.ok
+    assert len(warnings) == 1
+    assert "No space left on device at frame 2" in warnings[0] and "driving goes on" in warnings[0]
+    assert summary.failures == warnings and summary.counters["failed_outputs"] == 1
+    assert kit.count_video_frames(out / "drive.mp4") == (2, (48, 40))  # the two frames before it, finished
     assert kit.leftover_temp_files(out) == []
-    lines = (out / "commands.jsonl").read_text().splitlines()  # the healthy sink was closed properly
-    assert len(lines) >= 3 and all(json.loads(line)["frame"] >= 0 for line in lines)
+    lines = [json.loads(line) for line in (out / "commands.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2, 3, 4, 5, 5]  # driving went on, then the final stop
+    assert lines[-1]["kind"] == "final"
 
 
 class FastLiveSource(Source):

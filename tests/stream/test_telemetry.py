@@ -36,6 +36,8 @@ def test_rate_meter() -> None:
 
 def test_snapshot_status_line_and_summary(tmp_path: Path) -> None:
     telemetry = Telemetry(tmp_path / "sub" / "t.jsonl")
+    assert not (tmp_path / "sub").exists()  # made when the run starts, not before
+    telemetry.start()
     for i in range(5):
         for stage in STAGES:
             telemetry.add_timing(stage, 0.001 * (i + 1))
