@@ -84,7 +84,6 @@ def test_spec_command_refuses_what_it_cannot_complete(tmp_path, foreign_onnx, ca
 
 
 def test_export_of_an_onnx_model_points_to_edgeseg_spec(tmp_path, foreign_onnx, capsys):
-    pytest.importorskip("keras")
     path = foreign_onnx(tmp_path / "road.onnx")
     assert main(["export", str(path), "-o", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err

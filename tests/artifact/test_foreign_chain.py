@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,8 +17,6 @@ from edgeseg.artifact import describe, read_manifest, read_onnx
 from edgeseg.cli import main
 from edgeseg.runtime import Segmenter
 
-pytest.importorskip("onnxruntime")
-cv2 = pytest.importorskip("cv2")
 METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -81,7 +80,8 @@ def test_int8_cpu_engine_is_pruned_to_the_head_with_fixed_dims_and_streams(road,
     code = main(["stream", "--source", "synthetic://?size=48x32&realtime=0", "--model", str(engine),
                  "--max-frames", "5", "--no-status", "--commands", str(tmp_path / "cmd.jsonl")])
     assert code == 0, capsys.readouterr().err
-    assert len((tmp_path / "cmd.jsonl").read_text().splitlines()) == 5
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "cmd.jsonl").read_text().splitlines()]
+    assert kinds == ["frame"] * 5 + ["final"]  # one command per frame, then the stop that ends every run
 
 
 def test_flags_alone_run_a_model_without_an_embedded_spec(foreign_onnx, tmp_path, capsys):

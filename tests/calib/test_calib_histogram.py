@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-
-from edgeseg.calib.histogram import SafeHistogramCollector  # noqa: E402
+from edgeseg.calib.histogram import SafeHistogramCollector
 
 
 def collector(method: str = "percentile") -> SafeHistogramCollector:
