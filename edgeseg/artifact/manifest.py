@@ -15,6 +15,7 @@ not match".
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from edgeseg.artifact.spec import ModelSpec
 from edgeseg.errors import EdgesegError, EngineError
-from edgeseg.fileio import atomic_write_text
+from edgeseg.fileio import atomic_write_text, file_sha256
 
 MANIFEST_FORMAT = "edgeseg.engine-manifest/1"
 MANIFEST_SUFFIX = ".json"
@@ -110,7 +111,7 @@ class EngineManifest:
         edgeseg_version: edgeseg's version at build time.
         built_at: UTC time of the build, ISO 8601.
         engine_sha256: sha256 of the engine file, checked by every backend on open
-            (`edgeseg.runtime.integrity`).
+            (`verify_engine`).
         spec_sha256: sha256 of the spec's canonical JSON, checked with it.
     """
 
@@ -310,3 +311,55 @@ def check_manifest(
             f"capability {gpu.compute_capability}); it works but may be slower: {rebuild}"
         ]
     return []
+
+
+SKIP_VERIFY_HINT = "--no-verify-engine (verify=False) opens it anyway, if you know why it changed"
+
+
+def spec_sha256(spec: ModelSpec) -> str:
+    """sha256 of the spec as canonical JSON (sorted keys, no spaces): what the manifest records."""
+    text = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verify_engine(engine_path: str | Path) -> bool:
+    """Engine integrity: an engine runs only if it is the file its manifest describes.
+
+    `edgeseg build-engine` records the sha256 of the engine file and of its spec. Every backend
+    calls this on open, so a float model copied over the INT8 engine, an engine with changed
+    weights of the same size, or a manifest whose spec was edited is refused with the command that
+    rebuilds it. Hashing costs under 2 ms per MB (docs/deployment.md, benchmarks/engine_verify.py).
+
+    Returns:
+        True if the engine matches its manifest; False if there is no manifest beside it (a plain
+        model, not an engine: nothing to check).
+
+    Raises:
+        EngineError: the manifest is unreadable, records no hashes (built by an older edgeseg), or
+            the engine's or the spec's sha256 differs from it.
+    """
+    engine_path = Path(engine_path)
+    if not manifest_path(engine_path).is_file():
+        return False
+    manifest = read_manifest(engine_path)
+    rebuild = manifest.build_command or f"edgeseg build-engine model.onnx -o {engine_path.name}"
+    if not manifest.engine_sha256 or not manifest.spec_sha256:
+        raise EngineError(
+            f"{manifest_path(engine_path).name} records no sha256 of {engine_path.name} (it was built by an older "
+            f"edgeseg), so edgeseg cannot tell whether the file is the engine that was built; rebuild it: "
+            f"{rebuild}; or {SKIP_VERIFY_HINT}"
+        )
+    actual = file_sha256(engine_path)
+    if actual != manifest.engine_sha256:
+        raise EngineError(
+            f"{engine_path} is not the engine its manifest describes: its sha256 is {actual[:12]}..., the manifest "
+            f"records {manifest.engine_sha256[:12]}... (the file was replaced or changed after the build); rebuild "
+            f"it: {rebuild}; or {SKIP_VERIFY_HINT}"
+        )
+    if spec_sha256(manifest.spec) != manifest.spec_sha256:
+        raise EngineError(
+            f"the spec in {manifest_path(engine_path)} was changed after the build (its sha256 differs from the "
+            f"one recorded), so the engine would be preprocessed and navigated with a spec nobody built it for; "
+            f"rebuild it: {rebuild}; or {SKIP_VERIFY_HINT}"
+        )
+    return True

@@ -35,6 +35,7 @@ from edgeseg.artifact.manifest import (
     ProfileShapes,
     calibration_from_record,
     manifest_path,
+    spec_sha256,
     utc_now,
 )
 from edgeseg.calib.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, METHODS
@@ -55,7 +56,6 @@ from edgeseg.engine.trt_build import (
 )
 from edgeseg.errors import DataError, EdgesegError, EngineError
 from edgeseg.fileio import atomic_path, file_sha256, temporary_dir
-from edgeseg.runtime.integrity import spec_sha256
 from edgeseg.runtime import cuda_buffers
 from edgeseg.runtime.backends import check_spec_matches_model
 
@@ -464,7 +464,7 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
         built["calibration"] = built.get("calibration") or calibration
         manifest = EngineManifest(
             **built, engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
-            engine_sha256=file_sha256(engine_tmp), spec_sha256=spec_sha256(built["spec"].to_dict()),
+            engine_sha256=file_sha256(engine_tmp), spec_sha256=spec_sha256(built["spec"]),
             source_onnx=str(options.onnx_path), source_sha256=source_sha,
             build_command=rebuild_command(options, plan.choice.name, output),
             edgeseg_version=__version__, built_at=utc_now(),

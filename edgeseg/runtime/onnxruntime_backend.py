@@ -14,7 +14,7 @@ Options:
     optimization: graph optimisation level, "disable" | "basic" | "extended" | "all" (default).
     verify: check a built engine (`model.cpu.onnx` with its manifest beside it) against the
         sha256 its manifest records before loading it (default True; see
-        `edgeseg.runtime.integrity`). A model with no manifest is not checked.
+        `edgeseg.artifact.manifest.verify_engine`). A model with no manifest is not checked.
     providers: "auto" (CUDA when this ONNX Runtime build has it, else CPU) or a list of
         execution providers, full names or the short "tensorrt", "cuda", "cpu". The TensorRT
         execution provider is opt-in: it rebuilds its engine at every start unless given a
@@ -41,7 +41,7 @@ from edgeseg.runtime.backends import (
     normalize_shape,
     resolve_spec,
 )
-from edgeseg.runtime.integrity import verify_engine
+from edgeseg.artifact.manifest import verify_engine
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ is opened.
 Options:
     device: CUDA device index (default 0).
     verify: check the engine's sha256 and its spec's against the manifest before loading
-        (default True; `edgeseg.runtime.integrity`).
+        (default True; `edgeseg.artifact.manifest.verify_engine`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifact.formats import TENSORRT_INSTALL_HINT
-from edgeseg.artifact.manifest import EngineManifest, check_manifest, read_manifest
+from edgeseg.artifact.manifest import EngineManifest, check_manifest, read_manifest, verify_engine
 from edgeseg.artifact.spec import ModelSpec
 from edgeseg.errors import EngineError
 from edgeseg.runtime import cuda_buffers
@@ -41,7 +41,6 @@ from edgeseg.runtime.backends import (
     normalize_shape,
     resolve_spec,
 )
-from edgeseg.runtime.integrity import verify_engine
 from edgeseg.runtime.cuda_buffers import CudaStream, DeviceBuffer, PinnedBuffer
 
 logger = logging.getLogger(__name__)
