@@ -374,12 +374,12 @@ class ParityReport:
             return ["commands: not compared (the spec names no traversable class)"]
         rows = ["", "commands (navigator on each model's class maps, frames in order)",
                 f"{'mode':<12}  {'steer mean':>10}  {'steer max':>9}  {'stop mismatch':>13}  "
-                f"{'throttle mean':>13}  {'throttle max':>12}  {'stops f/e':>11}"]
+                f"{'throttle mean':>13}  {'throttle max':>12}  {'stops f / e':>11}"]
         for c in self.commands:
             rows.append(
                 f"{c.mode:<12}  {c.steering_diff_mean:>10.4f}  {c.steering_diff_max:>9.4f}  "
                 f"{c.stop_mismatch:>13.2%}  {c.throttle_diff_mean:>13.4f}  {c.throttle_diff_max:>12.4f}  "
-                f"{c.float_stops:>5.0%}/{c.engine_stops:<5.0%}"
+                f"{f'{c.float_stops:.0%} / {c.engine_stops:.0%}':>11}"
             )
         return rows
 

@@ -878,11 +878,40 @@ def _prepare(model_path: Path, work_dir: Path) -> Path:
     except (DecodeError, onnx.checker.ValidationError) as err:
         raise invalid_onnx_error(model_path, err) from None
     prepared = work_dir / "prepared.onnx"
-    quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+    source = _at_least_opset(model_path, work_dir)
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     model = onnx.load(str(prepared))
     _name_unnamed_nodes(model)
     onnx.save(model, str(prepared))
     return prepared
+
+
+QDQ_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the `axis` attribute) need it
+
+
+def _at_least_opset(model_path: Path, work_dir: Path) -> Path:
+    """The model itself, or a copy converted to opset 13 if it is older (PyTorch often exports 11).
+
+    ONNX Runtime's quantizer writes per-channel Q/DQ nodes with an `axis` attribute, which is
+    invalid below opset 13 (the model then fails to load).
+    """
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(model_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_MIN_OPSET)
+    if opset >= QDQ_MIN_OPSET:
+        return model_path
+    try:
+        converted = version_converter.convert_version(model, QDQ_MIN_OPSET)
+    except version_converter.C.ConvertError as err:
+        raise EngineError(
+            f"{model_path} uses opset {opset}; INT8 Q/DQ needs opset {QDQ_MIN_OPSET}, and ONNX's converter "
+            f"failed ({err}); re-export the model with opset {QDQ_MIN_OPSET} or newer"
+        ) from None
+    path = work_dir / "opset13.onnx"
+    onnx.save(converted, str(path))
+    return path
 
 
 def _load_matching_ranges(path: Path, key: str) -> CalibrationRanges | None:
