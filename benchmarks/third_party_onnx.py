@@ -183,8 +183,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     if args.model is None or not args.model.is_file():
-        print(f"skipped: no third-party model ({'--model not given' if args.model is None else args.model} "
-              "is not a file); pass --model PATH --spec FILE")
+        why = "--model was not given" if args.model is None else f"there is no file at {args.model}"
+        print(f"skipped: no third-party model ({why}); pass --model PATH --spec FILE")
         return
     if args.spec is None or not args.spec.is_file():
         raise SystemExit("--spec FILE is needed: the model carries no edgeseg spec")
