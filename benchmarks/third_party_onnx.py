@@ -8,8 +8,8 @@ No labels anywhere: the float model is the reference. Each step is a subprocess 
 
     edgeseg calibrate road.onnx --spec S --video CALIB --target cpu --method M -o road.M.int8.onnx  # each M
     edgeseg verify road.onnx road.M.int8.onnx --spec S --images FRAMES        # each M that calibrated
-    edgeseg build-engine road.M.int8.onnx --int8 -o road.int8.cpu.onnx        # --method (default percentile,
-                                                                             # else the first that worked)
+    edgeseg build-engine road.M.int8.onnx --int8 -o road.int8.cpu.onnx        # --method (default percentile),
+                                                                             # else the best agreement
     edgeseg verify road.onnx road.int8.cpu.onnx --spec S --images FRAMES [--video VIDEO]
     edgeseg bench road.onnx road.int8.cpu.onnx --spec S                       # FP32 vs INT8 latency
     edgeseg calibrate ... --max-miou-drop PP --eval-images FRAMES            # with --budget
@@ -123,7 +123,8 @@ def run_chain(args: argparse.Namespace, work: Path) -> dict:
         rows.append({"step": "build-engine", "rc": None, "s": None, "result": "skipped: no method calibrated"})
         return {**results, "rows": rows}
 
-    chosen = args.method if args.method in int8 else next(iter(int8))
+    verified = {m: n["agreement"] for m, n in results["methods"].items() if n}
+    chosen = args.method if args.method in int8 else max(verified, key=verified.get, default=next(iter(int8)))
     engine = f"{model.stem}.int8.cpu.onnx"
     done = step("build-engine", ["build-engine", int8[chosen], "--int8", "-o", engine])
     rows.append({"step": f"build-engine ({chosen})", "rc": done["rc"], "s": done["seconds"],
@@ -176,7 +177,9 @@ def main() -> None:
     parser.add_argument("--match", default="0016E5", help="only images whose names start with this (one sequence)")
     parser.add_argument("--max-frames", type=int, default=36, help="verify frames: the first N that match")
     parser.add_argument("--video", type=Path, help="also verify the engine on this video, frame by frame")
-    parser.add_argument("--method", default="percentile", help="the method the engine is built from, if it worked")
+    parser.add_argument("--method", default="percentile",
+                        help="the method the engine is built from if it calibrated (default percentile, edgeseg's "
+                             "default); else the one whose INT8 model agreed best with float")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model in bench (default 30)")
     parser.add_argument("--budget", type=float, help="also calibrate with --max-miou-drop PP on the verify frames")
     parser.add_argument("--max-rounds", type=int, default=4, help="rounds of the --budget search (default 4)")

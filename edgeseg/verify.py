@@ -84,8 +84,10 @@ class CommandParity:
     Attributes:
         mode: the navigation mode (a key of edgeseg.nav.NAV_MODES).
         frames: commands compared.
-        steering_diff_mean, steering_diff_max: mean and largest |steering difference| (steering
-            is in [-1, 1]).
+        both_drive: frames where neither command stops.
+        steering_diff_mean, steering_diff_max: mean and largest |steering difference| over the
+            `both_drive` frames (steering is in [-1, 1]; NaN when there are none). A stopped car
+            does not move whatever its steering, and a stop on one side only is `stop_mismatch`.
         stop_mismatch: fraction of frames where one model's command stops and the other drives.
         throttle_diff_mean, throttle_diff_max: mean and largest |throttle difference| (throttle
             is in [0, 1], 0 when stopped).
@@ -94,6 +96,7 @@ class CommandParity:
 
     mode: str
     frames: int
+    both_drive: int
     steering_diff_mean: float
     steering_diff_max: float
     stop_mismatch: float
@@ -128,11 +131,13 @@ class CommandComparer:
             if not diffs:
                 continue
             steering, throttle, float_stop, engine_stop = (np.asarray(column) for column in zip(*diffs))
+            driving = steering[~float_stop & ~engine_stop]
             results.append(CommandParity(
                 mode=mode,
                 frames=len(diffs),
-                steering_diff_mean=float(steering.mean()),
-                steering_diff_max=float(steering.max()),
+                both_drive=int(driving.size),
+                steering_diff_mean=float(driving.mean()) if driving.size else math.nan,
+                steering_diff_max=float(driving.max()) if driving.size else math.nan,
                 stop_mismatch=float(np.mean(float_stop != engine_stop)),
                 throttle_diff_mean=float(throttle.mean()),
                 throttle_diff_max=float(throttle.max()),
@@ -372,12 +377,12 @@ class ParityReport:
     def _command_rows(self) -> list[str]:
         if not self.commands:
             return ["commands: not compared (the spec names no traversable class)"]
-        rows = ["", "commands (navigator on each model's class maps, frames in order)",
-                f"{'mode':<12}  {'steer mean':>10}  {'steer max':>9}  {'stop mismatch':>13}  "
+        rows = ["", "commands (navigator on each model's class maps, frames in order; steering where both drive)",
+                f"{'mode':<12}  {'both drive':>10}  {'steer mean':>10}  {'steer max':>9}  {'stop mismatch':>13}  "
                 f"{'throttle mean':>13}  {'throttle max':>12}  {'stops f / e':>11}"]
         for c in self.commands:
             rows.append(
-                f"{c.mode:<12}  {c.steering_diff_mean:>10.4f}  {c.steering_diff_max:>9.4f}  "
+                f"{c.mode:<12}  {c.both_drive:>10}  {_num(c.steering_diff_mean):>10}  {_num(c.steering_diff_max):>9}  "
                 f"{c.stop_mismatch:>13.2%}  {c.throttle_diff_mean:>13.4f}  {c.throttle_diff_max:>12.4f}  "
                 f"{f'{c.float_stops:.0%} / {c.engine_stops:.0%}':>11}"
             )
@@ -390,6 +395,10 @@ def _finite(value: float | None) -> float | None:
 
 def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _num(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.4f}"
 
 
 def _pp(value: float | None) -> str:
@@ -453,7 +462,8 @@ def check_gates(
         max_miou_drop: the largest acceptable mean-IoU drop, in percentage points (0.5 means
             72.0% -> 71.5% passes; without masks, the engine's mean IoU against float >= 99.5%).
         min_agreement: the least acceptable pixel agreement, a fraction (0.99).
-        max_steering_diff: the largest acceptable |steering difference| on any frame, in any mode.
+        max_steering_diff: the largest acceptable |steering difference| on any frame where both
+            models drive, in any mode.
         max_stop_mismatch: the largest acceptable fraction of frames, in any mode, where one
             model's command stops and the other's drives.
     """
@@ -479,7 +489,8 @@ def check_gates(
             f"by {min_agreement - report.agreement:.4f}"
         )
     for gate, limit, value_of, unit in (
-        ("max-steering-diff", max_steering_diff, lambda c: c.steering_diff_max, "largest |steering difference|"),
+        ("max-steering-diff", max_steering_diff, lambda c: c.steering_diff_max,
+         "largest |steering difference| where both drive"),
         ("max-stop-mismatch", max_stop_mismatch, lambda c: c.stop_mismatch, "share of frames where one stops"),
     ):
         if limit is None:
@@ -488,7 +499,8 @@ def check_gates(
             failures.append(f"{gate}: no commands were compared (the spec names no traversable class); "
                             "name the classes the robot drives on in the spec (traversable)")
             continue
-        over = [f"{c.mode} {value_of(c):.4f}" for c in report.commands if value_of(c) > limit + 1e-12]
+        over = [f"{c.mode} {value_of(c):.4f}" for c in report.commands
+                if math.isfinite(value_of(c)) and value_of(c) > limit + 1e-12]
         if over:
             failures.append(f"{gate}: {unit} is over {limit:g} in {', '.join(over)}")
     return failures

@@ -10,6 +10,7 @@ worked out by hand.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def test_identical_models_agree_and_command_the_same(road_models, footage):
     assert all(iou == 1.0 for iou in report.engine_vs_float.per_class_iou)
     assert [c.mode for c in report.commands] == ["safe", "balanced", "adventurous"]
     for command in report.commands:
-        assert command.frames == 24
+        assert command.frames == 24 and command.both_drive == round(24 * (1 - command.float_stops)) > 0
         assert command.steering_diff_max == command.stop_mismatch == command.throttle_diff_max == 0.0
     assert check_gates(report, max_miou_drop=0.0, min_agreement=1.0, max_steering_diff=0.0,
                        max_stop_mismatch=0.0) == []
@@ -141,7 +142,9 @@ def test_straying_engine_report_worked_out_by_hand(road_models, footage, tmp_pat
     float_nav, engine_nav = Navigator.from_spec(spec, "safe"), Navigator.from_spec(spec, "safe")
     commands = [(float_nav.step(f), engine_nav.step(e)) for f, e in zip(f_maps, e_maps)]
     safe = report.commands[0]
-    assert safe.steering_diff_max == pytest.approx(max(abs(f.steering - e.steering) for f, e in commands))
+    driving = [abs(f.steering - e.steering) for f, e in commands if not f.stop and not e.stop]
+    assert safe.both_drive == len(driving) > 0
+    assert safe.steering_diff_max == pytest.approx(max(driving)) and safe.steering_diff_max > 0
     assert safe.stop_mismatch == pytest.approx(np.mean([f.stop != e.stop for f, e in commands]))
     # frames are named by file, in natural order, and the worst two are drawn
     assert report.worst[0].sample.startswith("frame") and len(report.pictures) == 2
@@ -198,7 +201,8 @@ def test_command_comparer_by_hand():
     results = comparer.results()
     assert [r.mode for r in results] == ["safe", "balanced", "adventurous"]
     for result, first in zip(results, drives):
-        assert result.frames == 3 and result.stop_mismatch == 1.0
+        assert result.frames == 3 and result.stop_mismatch == 1.0 and result.both_drive == 0
+        assert math.isnan(result.steering_diff_max)  # a stopped car does not steer anywhere
         assert (result.float_stops, result.engine_stops) == (0.0, 1.0)
         assert result.throttle_diff_max > 0 and result.throttle_diff_max >= first.throttle
     report_like = type("R", (), {"commands": results, "miou_drop_pp": 0.0, "agreement": 1.0})()
