@@ -568,7 +568,7 @@ def verify(
         check_specs_match(spec, engine_seg.spec, str(float_path), str(engine_path))
         commands = CommandComparer(spec) if spec.traversable else None
         if data is not None:
-            frames, total, source = _dataset_frames(data, spec, subset, split, max_frames), None, data
+            (frames, total), source = _dataset_frames(data, spec, subset, split, max_frames), data
         else:
             frames, total, source = _footage_frames(images, video, max_frames)
         with contextlib.closing(frames):
@@ -622,13 +622,14 @@ def verify(
     return report
 
 
-def _dataset_frames(data: str, spec: ModelSpec, subset: str, split, max_frames: int | None) -> Iterator[tuple]:
+def _dataset_frames(data: str, spec: ModelSpec, subset: str, split, max_frames: int | None) -> tuple[Iterator, int]:
+    """(index, sample id, image, mask) of `max_frames` frames spread over a dataset subset, and their count."""
     from edgeseg.data.sources import open_dataset_for_model
 
     dataset = open_dataset_for_model(data, spec, subset, split, whose="the models'",
                                      hint="verify on data with the models' classes")
     indices = _spread(len(dataset), max_frames)
-    return ((index, _sample_id(dataset, index), *dataset.load(index)) for index in indices)
+    return ((index, _sample_id(dataset, index), *dataset.load(index)) for index in indices), len(indices)
 
 
 def _footage_frames(images, video, max_frames: int | None) -> tuple[Iterator[tuple], int | None, str]:
