@@ -63,17 +63,21 @@ def parity(report_path: Path) -> dict:
         "agreement": report["agreement"],
         "miou_vs_float": report["engine_vs_float"]["mean_iou"],
         "per_class_iou_vs_float": ious,
-        "commands": {c["mode"]: {k: c[k] for k in ("steering_diff_mean", "steering_diff_max", "stop_mismatch",
-                                                   "throttle_diff_mean", "float_stops", "engine_stops")}
+        "commands": {c["mode"]: {k: c[k] for k in ("both_drive", "steering_diff_mean", "steering_diff_max",
+                                                   "stop_mismatch", "throttle_diff_mean", "float_stops", "engine_stops")}
                      for c in report["commands"]},
         "timings_s": report["timings_s"],
     }
 
 
 def summary(numbers: dict) -> str:
-    modes = numbers["commands"]
-    commands = ", ".join(f"{mode} steer {c['steering_diff_mean']:.3f}/{c['steering_diff_max']:.2f} "
-                         f"stop-mismatch {c['stop_mismatch']:.0%}" for mode, c in modes.items())
+    def steering(c: dict) -> str:
+        if not c["both_drive"]:
+            return "steer - (never both drive)"
+        return f"steer {c['steering_diff_mean']:.3f}/{c['steering_diff_max']:.2f} on {c['both_drive']}"
+
+    commands = ", ".join(f"{mode} {steering(c)} stop-mismatch {c['stop_mismatch']:.0%}"
+                         for mode, c in numbers["commands"].items())
     return (f"agreement {numbers['agreement']:.4f}, mIoU vs float {100 * numbers['miou_vs_float']:.2f}%; "
             f"{commands}")
 
