@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,12 +48,17 @@ def _fmt(value) -> str:
 
 
 def run_edgeseg(args: list[str], cwd: Path) -> dict:
-    """Run one `edgeseg` command line (the repository's .venv) as a user would; keep exit code, time, output."""
-    executable = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "edgeseg"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    """Run one `edgeseg` command line as a user would; keep exit code, time, output.
+
+    Runs this repository's edgeseg with this Python (`python -m edgeseg`), so a checkout that is
+    not the installed copy measures its own code.
+    """
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": repo + (os.pathsep + path if path else "")}
     print("$ edgeseg " + " ".join(args), flush=True)
     start = time.perf_counter()
-    done = subprocess.run([str(executable), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "edgeseg", *args], cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     out = done.stdout.strip()
     err = "\n".join(line for line in done.stderr.splitlines()

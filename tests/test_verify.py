@@ -140,6 +140,31 @@ def test_identical_models_agree_everywhere(models):
     assert report.pictures == []  # neither out_dir nor json_path: nothing written
 
 
+def test_labelled_mode_compares_commands_when_the_spec_names_where_to_drive(models, tmp_path):
+    import onnx
+
+    from edgeseg.onnxmeta import read_spec_from_onnx_file, write_spec_metadata
+
+    # the far model calls wall what float calls obstacle and the other way round: drive on obstacle
+    spec = read_spec_from_onnx_file(models["float"]).replace(traversable=("obstacle",))
+    paths = {}
+    for name in ("float", "far"):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(write_spec_metadata(onnx.load(str(models[name])), spec), str(paths[name]))
+    same = verify(paths["far"], paths["far"], DATA, max_frames=6, progress=False)  # the far model drives
+    assert [c.mode for c in same.commands] == ["safe", "balanced", "adventurous"]
+    assert all(c.frames == c.both_drive == 6 and c.steering_diff_max == 0.0 and c.stop_mismatch == 0.0
+               for c in same.commands)
+    far = verify(paths["float"], paths["far"], DATA, max_frames=6, progress=False)
+    assert far.reference == "labels" and far.float_scores is not None
+    assert all(c.stop_mismatch == 1.0 and c.both_drive == 0 and c.throttle_diff_max > 0.2 for c in far.commands)
+    assert "commands (navigator" in far.table() and far.to_dict()["commands"][0]["mode"] == "safe"
+    # without traversable classes there is nothing to drive on: said so, and command gates fail
+    plain = verify(models["float"], models["same"], DATA, max_frames=2, progress=False)
+    assert plain.commands == [] and "not compared" in plain.table()
+    assert "no commands were compared" in check_gates(plain, max_steering_diff=0.1)[0]
+
+
 def test_report_content_json_and_pictures(models, tmp_path):
     json_path = tmp_path / "reports" / "parity.json"
     report = verify(models["float"], models["close"], DATA, max_frames=10, batch=4, json_path=json_path,

@@ -580,6 +580,8 @@ class CalibrationReport:
         latency_ms: fastest measured run per format when the format was chosen by timing.
         float_miou, int8_miou: mean IoU (0..1) when --max-miou-drop evaluated them.
         max_miou_drop: the budget in percentage points, if one was given.
+        miou_reference: what the mean IoU was measured against: the masks of a dataset, or the
+            float model's class maps on frames without masks (then float_miou is 1).
         seconds: wall time.
     """
 
@@ -601,6 +603,7 @@ class CalibrationReport:
     float_miou: float | None = None
     int8_miou: float | None = None
     max_miou_drop: float | None = None
+    miou_reference: str = ""
     search_steps: list = field(default_factory=list)
     seconds: float = 0.0
 
@@ -640,6 +643,7 @@ class CalibrationReport:
             lines.append(
                 f"accuracy  mIoU float {self.float_miou:.2%}, int8 {self.int8_miou:.2%}, "
                 f"drop {self.miou_drop:.2f} pp{verdict}"
+                + (f"; against {self.miou_reference}" if self.miou_reference else "")
             )
         if written:
             files = [str(self.output), str(self.ranges_path)] + ([str(self.trt_cache)] if self.trt_cache else [])
@@ -680,6 +684,7 @@ def calibrate(
     max_miou_drop: float | None = None,
     data: Any = None,
     *,
+    eval_source: FrameSource | None = None,
     spec: ModelSpec | None = None,
     float_head: bool | None = None,
     eval_subset: str = "val",
@@ -706,8 +711,11 @@ def calibrate(
             tensorrt target is always QDQ.
         max_miou_drop: accuracy budget in percentage points of mean IoU (0.5 means 72.0% ->
             71.5% is acceptable); needs `data`. Over budget, the most sensitive layers are
-            kept in float a few at a time.
+            kept in float a few at a time. Measured against the masks of `data`; without
+            `data`, against the float model's class maps on `eval_source` (no masks needed).
         data: a `--data` string or a SegDataset with masks, for the accuracy check.
+        eval_source: frames without masks for the accuracy check (readers.ImageFolder or
+            VideoFile), when there is no `data`; default: `frames_source`.
         spec: the ModelSpec, for a model without one embedded.
         float_head: keep the head (class convolution, final resize) in float. Default: yes
             for tensorrt; no for cpu, where the float head costs about a fifth of the INT8
@@ -728,7 +736,7 @@ def calibrate(
     import onnx
 
     started = time.perf_counter()
-    _check_arguments(target, method, fmt, trt_version, max_miou_drop, data, max_rounds)
+    _check_arguments(target, method, fmt, trt_version, max_miou_drop, data, max_rounds, eval_source)
     model_path = Path(onnx_path)
     if not model_path.is_file():
         raise EngineError(f"no ONNX model at {model_path}; export one with `edgeseg export`")
@@ -778,7 +786,7 @@ def calibrate(
         if max_miou_drop is not None:
             candidate = _meet_budget(
                 report, model_path, prepared, candidate, layout, build, spec, model_in, data,
-                eval_subset, eval_frames, max_rounds, exclude_step, split,
+                eval_subset, eval_frames, max_rounds, exclude_step, split, eval_source or frames_source,
             )
             report.excluded_nodes = tuple(always_float) + report.sensitive_nodes
             if report.within_budget is False:
@@ -814,7 +822,8 @@ def calibrate(
 
 
 def _check_arguments(
-    target: str, method: str, fmt: str, trt_version: str, max_miou_drop: float | None, data: Any, max_rounds: int
+    target: str, method: str, fmt: str, trt_version: str, max_miou_drop: float | None, data: Any, max_rounds: int,
+    eval_source: Any = None,
 ) -> None:
     """Refuse bad settings before any work is done."""
     _check_choice(target, TARGETS, "target")
@@ -827,8 +836,9 @@ def _check_arguments(
     if max_miou_drop is not None:
         if max_rounds < 1:
             raise EdgesegError(f"--max-rounds {max_rounds} must be at least 1")
-        if data is None:
-            raise EdgesegError("--max-miou-drop needs --data SPEC: a dataset with masks to measure the mIoU on")
+        if data is not None and eval_source is not None:
+            raise EdgesegError("measure the mIoU on a dataset with masks (--data) or on frames without masks "
+                               "(--eval-images/--eval-video), not both")
         if not max_miou_drop >= 0:
             raise EdgesegError(f"--max-miou-drop {max_miou_drop} must be >= 0 (percentage points of mean IoU)")
 
@@ -966,12 +976,24 @@ def _meet_budget(
     max_rounds: int,
     exclude_step: int,
     split: Sequence[float],
+    eval_source: FrameSource,
 ) -> Path:
-    """Evaluate float vs INT8 and move sensitive layers to float until within budget."""
+    """Evaluate float vs INT8 and move sensitive layers to float until within budget.
+
+    With `data` the mIoU is measured against its masks; without, against the float model's
+    class maps on `eval_source` (float then scores 1).
+    """
     from edgeseg.calib import sensitivity
 
-    samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames, split)
-    float_miou = sensitivity.evaluate_miou(model_path, samples, spec, model_in.batch_size)
+    if data is not None:
+        samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames, split)
+        float_miou = sensitivity.evaluate_miou(model_path, samples, spec, model_in.batch_size)
+        name = data if isinstance(data, str) else getattr(data, "name", "dataset")
+        report.miou_reference = f"the masks of {name} [{eval_subset}], {len(samples)} images"
+    else:
+        samples = sensitivity.load_reference_samples(model_path, eval_source, spec, eval_frames, model_in.batch_size)
+        float_miou = 1.0
+        report.miou_reference = f"the float model's class maps on {len(samples)} frames of {eval_source.describe()}"
 
     def evaluate(path: Path) -> float:
         return sensitivity.evaluate_miou(path, samples, spec, model_in.batch_size)

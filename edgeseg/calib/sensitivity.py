@@ -1,7 +1,9 @@
 """Keeping an INT8 model within an accuracy budget: evaluate, find sensitive layers, retry.
 
 `--max-miou-drop X` is in percentage points of mean IoU: with X = 0.5 a float model at 72.0%
-mIoU may become 71.5% in INT8, no less.
+mIoU may become 71.5% in INT8, no less. Without masks (a robot's own footage) the float model's
+class maps are the truth (`load_reference_samples`): float scores 100%, and INT8 must keep a
+mean IoU against float of at least 100 - X.
 
 The loop (`search_exclusions`) is plain control flow over three functions (quantize with some
 nodes excluded, evaluate a model, rank the nodes), so it is tested with fakes; the real
@@ -139,6 +141,25 @@ def load_eval_samples(
         image, mask = dataset.load(index)
         samples.append(EvalSample(resize_frame(image, spec), mask))
     return samples
+
+
+def load_reference_samples(
+    float_model: Path, source: Any, spec: ModelSpec, count: int = 100, batch_size: int = 1
+) -> list[EvalSample]:
+    """Frames without masks (a robot's footage), with the float model's class maps as their masks.
+
+    The float model then scores 100% mean IoU, and an INT8 model's "drop" is how far its class
+    maps stray from float's: the budget holds INT8 to float on the robot's own frames.
+
+    Args:
+        float_model: the float ONNX model.
+        source: a calib.readers FrameSource (ImageFolder, VideoFile).
+    """
+    from edgeseg.calib.quantize import _session
+
+    frame_set = source.read(count, spec)
+    maps = predict_class_maps(_session(float_model), frame_set.frames, spec, batch_size)
+    return [EvalSample(image, class_map) for image, class_map in zip(frame_set.frames, maps)]
 
 
 def predict_class_maps(

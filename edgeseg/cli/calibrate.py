@@ -34,7 +34,14 @@ def add_arguments(parser) -> None:
                              "accurate); the tensorrt target always does")
     parser.add_argument("--max-miou-drop", type=float, metavar="PP",
                         help="accuracy budget in percentage points of mean IoU (0.5: 72.0%% -> 71.5%% is ok); "
-                             "keeps the most sensitive layers in float until met; needs --data")
+                             "keeps the most sensitive layers in float until met. Measured against the masks of "
+                             "--data or, without masks, against the float model's class maps on --eval-images/"
+                             "--eval-video (default: the calibration frames)")
+    evaluation = parser.add_mutually_exclusive_group()
+    evaluation.add_argument("--eval-images", metavar="DIR",
+                            help="frames without masks for --max-miou-drop (the float model is the reference)")
+    evaluation.add_argument("--eval-video", metavar="FILE",
+                            help="a video without masks for --max-miou-drop (the float model is the reference)")
     parser.add_argument("--data", metavar="SPEC",
                         help="a dataset (see `edgeseg train --help`): calibration frames from its train images "
                              "when neither --images nor --video is given, and the masks --max-miou-drop "
@@ -46,7 +53,8 @@ def add_arguments(parser) -> None:
                              "calibration reads training frames and the evaluation held-out ones")
     parser.add_argument("--max-rounds", type=int, default=8,
                         help="quantize-and-evaluate rounds the --max-miou-drop search may take (default 8)")
-    parser.add_argument("--eval-frames", type=int, default=100, help="images of --data to evaluate on (default 100)")
+    parser.add_argument("--eval-frames", type=int, default=100,
+                        help="frames to evaluate --max-miou-drop on (default 100)")
     parser.add_argument("--trt-version", default="8.6.1",
                         help="TensorRT version named in the legacy cache header (default 8.6.1, JetPack 5; "
                              "10.3.0 for JetPack 6)")
@@ -67,6 +75,16 @@ def _frames_source(args):
     raise EdgesegError("calibration frames are needed: pass --images DIR, --video FILE or --data SPEC")
 
 
+def _eval_source(args):
+    from edgeseg.calib.readers import ImageFolder, VideoFile
+
+    if args.eval_images:
+        return ImageFolder(Path(args.eval_images), recursive=args.recursive)
+    if args.eval_video:
+        return VideoFile(Path(args.eval_video))
+    return None
+
+
 def run(args) -> int:
     from edgeseg.calib.quantize import MiouBudgetError, calibrate
     spec = common.spec_from_args(args, args.model)
@@ -81,6 +99,7 @@ def run(args) -> int:
             fmt=args.fmt,
             max_miou_drop=args.max_miou_drop,
             data=args.data,
+            eval_source=_eval_source(args),
             spec=spec,
             float_head=args.float_head,
             eval_subset=args.subset,

@@ -777,6 +777,7 @@ class ImageFolderSource(Source):
             raise DataError(f"no images in {where} (looked for {' '.join(IMAGE_SUFFIXES)})")
         self.files = sorted(files, key=lambda p: _natural_key(str(p)))
         self.loop = _as_bool(loop, "loop")
+        self.last_path: Path | None = None  # the file of the last frame delivered, for reports
         self._next = 0
         self._delivered_this_pass = 0
         super().__init__(text, float(fps) if fps else None)
@@ -796,6 +797,7 @@ class ImageFolderSource(Source):
             frame = self._to_rgb(cv2.imread(str(path), cv2.IMREAD_COLOR))
             if frame is not None:
                 self._delivered_this_pass += 1
+                self.last_path = path
                 return self._deliver(frame)
 
 

@@ -215,8 +215,8 @@ def test_bad_arguments_fail_before_any_work(model_copy, calib_images):
     source = ImageFolder(calib_images)
     with pytest.raises(EdgesegError, match="overwrite"):
         quiet_calibrate(model_copy, source, output=model_copy)
-    with pytest.raises(EdgesegError, match="needs --data"):
-        quiet_calibrate(model_copy, source, max_miou_drop=0.5)
+    with pytest.raises(EdgesegError, match="not both"):
+        quiet_calibrate(model_copy, source, max_miou_drop=0.5, data="synthetic://", eval_source=source)
     with pytest.raises(EdgesegError, match="TensorRT reads Q/DQ"):
         quiet_calibrate(model_copy, source, target="tensorrt", fmt="qoperator")
     with pytest.raises(EdgesegError, match="MAJOR.MINOR.PATCH"):

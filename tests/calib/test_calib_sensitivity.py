@@ -120,6 +120,26 @@ def test_budget_search_keeps_sensitive_layers_float(model_copy, dim_images, eval
     assert "accuracy  mIoU float" in report.summary()
 
 
+def test_budget_without_masks_holds_int8_to_the_float_model(model_copy, dim_images, eval_dataset):
+    """The robot's own frames, no masks: the float model's class maps are the truth."""
+    frames = ImageFolder(Path(eval_dataset.image_paths[0]).parent)  # the pictures alone
+    report = calibrate(model_copy, ImageFolder(dim_images), target="cpu", num_frames=8, fmt="qdq",
+                       max_miou_drop=1.0, eval_source=frames, eval_frames=12, progress=False, warn=lambda m: None)
+    assert report.float_miou == 1.0  # float against itself
+    assert report.search_steps[0].drop_pp > 10  # dim calibration strays far from float ...
+    assert report.within_budget and report.miou_drop <= 1.0 and report.sensitive_nodes  # ... until repaired
+    assert "float model's class maps on 12 frames of image folder" in report.summary()
+    # the INT8 model written really is within 1 pp of float on those frames
+    samples = sensitivity.load_reference_samples(model_copy, frames, report_spec(report), 12)
+    assert sensitivity.evaluate_miou(report.output, samples, report_spec(report)) >= 0.99
+
+
+def report_spec(report):
+    from edgeseg.onnxmeta import read_spec_from_onnx_file
+
+    return read_spec_from_onnx_file(report.output)
+
+
 def test_unreachable_budget_writes_nothing(model_copy, dim_images, eval_dataset):
     with pytest.raises(MiouBudgetError, match="nothing written") as caught:
         calibrate(model_copy, ImageFolder(dim_images), target="cpu", num_frames=8, fmt="qdq", max_miou_drop=1.0,
