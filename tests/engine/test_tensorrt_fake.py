@@ -328,13 +328,9 @@ def test_registry_sends_engine_files_to_tensorrt_and_says_what_to_install(tmp_pa
 def test_multi_head_dynamic_model_is_pruned_and_fixed_before_tensorrt_parses_it(tmp_path, install_fake_tensorrt):
     """A PyTorch-like model (NCHW, two heads, dynamic batch/height/width, no spec): one parse of
     the prepared graph, only the chosen head left, height and width fixed from --size."""
-    import importlib.util
-    from pathlib import Path
+    from tests.fixtures_onnx import foreign_onnx
 
-    spec = importlib.util.spec_from_file_location("fixtures_onnx", Path(__file__).parents[1] / "fixtures_onnx.py")
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    source = fixtures.foreign_onnx(tmp_path / "road.onnx", heads=("da", "ll"), dynamic=True)
+    source = foreign_onnx(tmp_path / "road.onnx", heads=("da", "ll"), dynamic=True)
     trt = install_fake_tensorrt("10.3.0.30")
     flags = {"class_names": ("background", "road"), "input_height": 24, "input_width": 32, "output_name": "ll"}
     report, lines = build(trt, BuildOptions(source, batch=BatchRange(1, 2, 4), spec_flags=flags))
