@@ -48,6 +48,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.calib import trt_cache
+from edgeseg.calib.op_profile import OpAccount, choose_float_ops
+from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
 from edgeseg.calib.readers import (
     FrameBatchReader,
     FrameSet,
@@ -248,6 +250,7 @@ def ranges_key(model_sha256: str, frames_digest: str, spec: ModelSpec, method: s
         "spec": spec.to_dict(),
         "method": method,
         "options": _CALIBRATOR_OPTIONS[method],
+        "prepare": PREPARE_VERSION,  # the ranges are of the prepared graph's tensors
         "onnxruntime": onnxruntime.__version__,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -352,6 +355,23 @@ def tail_nodes(model: Any) -> list[str]:
     """
     weighted = {node.name for node in model.graph.node if node.op_type in WEIGHTED_OP_TYPES}
     return [name for name in head_nodes(model) if name not in weighted]
+
+
+def softmax_consumers(model: Any) -> list[str]:
+    """The nodes that read a Softmax's output (attention weights), for the cpu target to keep in float.
+
+    Attention weights over n positions are about 1/n each: past a few hundred positions they
+    are under uint8's step (range / 255) and round to 0 (a 24x40 attention block agreed with
+    float on 54% of pixels with its MatMul quantized, 94% without).
+    """
+    reached = {node.output[0] for node in model.graph.node if node.op_type == "Softmax"}
+    names = []
+    for node in model.graph.node:  # graph order: a Transpose/Reshape of the weights passes them on
+        if reached & set(node.input):
+            names.append(node.name)
+            if node.op_type in RANGE_PRESERVING_OP_TYPES:
+                reached.update(node.output)
+    return names
 
 
 def shared_concat_ranges(
@@ -557,6 +577,8 @@ class CalibrationReport:
         float_miou, int8_miou: mean IoU (0..1) when --max-miou-drop evaluated them.
         max_miou_drop: the budget in percentage points, if one was given.
         seconds: wall time.
+        preparation: what graph preparation changed (`edgeseg.calib.prepare`).
+        account: per-op time in float and INT8 and the speed-up (cpu target), measured here.
     """
 
     model: Path
@@ -578,6 +600,8 @@ class CalibrationReport:
     max_miou_drop: float | None = None
     search_steps: list = field(default_factory=list)
     seconds: float = 0.0
+    preparation: PrepareReport | None = None
+    account: OpAccount | None = None
 
     @property
     def miou_drop(self) -> float | None:
@@ -603,6 +627,8 @@ class CalibrationReport:
         if self.latency_ms:
             timing = ", ".join(f"{fmt.upper()} {ms:.1f} ms" for fmt, ms in self.latency_ms.items())
             lines.append(f"format    {self.format.upper()} (measured: {timing})")
+        if self.preparation is not None:
+            lines.append(f"prepared  {self.preparation.describe()}")
         lines.append(f"float     {len(self.excluded_nodes)} node(s) kept in float"
                      + (f", {len(self.sensitive_nodes)} of them for accuracy: {', '.join(self.sensitive_nodes)}"
                         if self.sensitive_nodes else ""))
@@ -613,6 +639,8 @@ class CalibrationReport:
                 f"accuracy  mIoU float {self.float_miou:.2%}, int8 {self.int8_miou:.2%}, "
                 f"drop {self.miou_drop:.2f} pp{verdict}"
             )
+        if self.account is not None:
+            lines += self.account.lines()
         if written:
             files = [str(self.output), str(self.ranges_path)] + ([str(self.trt_cache)] if self.trt_cache else [])
             lines.append(f"wrote     {', '.join(files)} in {self.seconds:.1f} s")
@@ -662,6 +690,7 @@ def calibrate(
     exclude_step: int = 2,
     progress: bool = True,
     warn: Warn = warn_on_stderr,
+    measure_ops: bool = True,
 ) -> CalibrationReport:
     """Calibrate a float edgeseg ONNX model and write its INT8 model for `target`.
 
@@ -692,6 +721,8 @@ def calibrate(
         exclude_step: layers moved back to float per round.
         progress: show a progress bar while calibrating.
         warn: receives warnings (few frames, skipped files).
+        measure_ops: cpu target: time each op type in float against INT8 on this machine and keep
+            in float what is faster there (`op_profile.choose_float_ops`), and account for it.
 
     Raises:
         EdgesegError: bad input (its message says what to do).
@@ -720,15 +751,17 @@ def calibrate(
         raise EdgesegError(f"cannot write into {output.parent}: {err.strerror}; choose a writable -o") from None
     with work as work_name:  # everything is made here and moved into place at the very end
         work_dir = Path(work_name)
-        prepared = _prepare(model_path, work_dir)
+        prepared, preparation = _prepare(model_path, work_dir)
         prepared_model = onnx.load(str(prepared), load_external_data=False)
         model_in = model_input(prepared_model)
         frames = load_calibration_frames(frames_source, num_frames, spec, model_in.batch_size, warn)
+        check_prepared(model_path, prepared, frames.frames, spec, model_in.batch_size, preparation)
         ranges, reused = _ranges(model_path, prepared, ranges_path, frames, spec, model_in, method, work_dir, progress)
 
         always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
         if target == "cpu":
             always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
+            always_float += [n for n in softmax_consumers(prepared_model) if n not in always_float]
         if target == "tensorrt":
             always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
 
@@ -737,20 +770,31 @@ def calibrate(
 
         layout = tensorrt_layout() if target == "tensorrt" else cpu_layout("qdq" if fmt == "auto" else fmt)
         latency: dict[str, float] = {}
+        sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
         if target == "cpu" and fmt == "auto":
             candidates = {f: build(layout.with_format(f), (), f"{f}.onnx") for f in ("qdq", "qoperator")}
-            sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
             latency = measure_latency(candidates, sample)
             layout = layout.with_format(min(latency, key=latency.get))
             candidate = candidates[layout.quant_format]
         else:
             candidate = build(layout, (), "int8.onnx")
+        account = None
+        if target == "cpu" and measure_ops:  # keep in float what is faster in float, and account for it
+            readers = set(softmax_consumers(prepared_model))
+            reasons = {n: "reads a Softmax: attention weights under the uint8 step" if n in readers else
+                       "kept for accuracy: head and final resize" for n in always_float}
+            choice = choose_float_ops(
+                model_path, candidate, lambda extra, name: build(layout, extra, name), prepared_model, sample,
+                reasons, measure_latency,
+            )
+            candidate, account = choice.model, choice.account
+            always_float += list(choice.float_nodes)
 
         report = CalibrationReport(
             model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
             format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
             frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
-            latency_ms=latency, max_miou_drop=max_miou_drop,
+            latency_ms=latency, max_miou_drop=max_miou_drop, preparation=preparation, account=account,
         )
         if max_miou_drop is not None:
             candidate = _meet_budget(
@@ -772,7 +816,8 @@ def calibrate(
             QUANT_METADATA_KEY: json.dumps({
                 "target": target, "format": layout.quant_format, "method": method, "frames": len(frames),
                 "ranges_key": ranges.key, "float_model_sha256": ranges.model_sha256,
-                "float_nodes": list(report.excluded_nodes),
+                "float_nodes": list(report.excluded_nodes), "prepare": preparation.to_dict(),
+                **({"op_account": account.to_dict()} if account is not None else {}),
             }),
         })
         staged = {ranges_path: work_dir / "ranges.json"}
@@ -852,14 +897,11 @@ def _embedded_spec(model_path: Path) -> ModelSpec:
     return spec
 
 
-def _prepare(model_path: Path, work_dir: Path) -> Path:
-    """ONNX Runtime's pre-processing (basic graph optimisation + shape inference), named nodes.
-
-    Symbolic shape inference is skipped: it fails on a dynamic batch and needs sympy.
-    """
+def _prepare(model_path: Path, work_dir: Path) -> tuple[Path, PrepareReport]:
+    """The float graph both targets quantize: `edgeseg.calib.prepare`'s exact rewrites and
+    ONNX Runtime's pre-processing, with every node named (nodes_to_exclude works by name)."""
     import onnx
     from google.protobuf.message import DecodeError
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edgeseg.onnxmeta import invalid_onnx_error
 
@@ -868,11 +910,11 @@ def _prepare(model_path: Path, work_dir: Path) -> Path:
     except (DecodeError, onnx.checker.ValidationError) as err:
         raise invalid_onnx_error(model_path, err) from None
     prepared = work_dir / "prepared.onnx"
-    quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+    report = prepare_graph(model_path, prepared)
     model = onnx.load(str(prepared))
     _name_unnamed_nodes(model)
     onnx.save(model, str(prepared))
-    return prepared
+    return prepared, report
 
 
 def _load_matching_ranges(path: Path, key: str) -> CalibrationRanges | None:
