@@ -51,6 +51,7 @@ def float_op_type(op_type: str) -> str:
         return op_type[len("QLinear"):]
     return {"QGemm": "Gemm", "ConvInteger": "Conv", "MatMulInteger": "MatMul", "NhwcMaxPool": "MaxPool",
             "FusedConv": "Conv", "FusedGemm": "Gemm", "FusedMatMul": "MatMul", "Upsample": "Resize",
+            "MatMulIntegerToFloat": "MatMul", "DynamicQuantizeMatMul": "MatMul",
             "ReorderInput": "layout", "ReorderOutput": "layout"}.get(
         op_type, op_type)
 

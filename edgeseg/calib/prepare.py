@@ -17,6 +17,8 @@ equivalent, then runs ONNX Runtime's own pre-processing:
 * HardSwish in PyTorch's pre-opset-14 form, x * clip(x + 3, 0, 6) / 6 (or x *
   HardSigmoid(x)), becomes one HardSwish node: one float op instead of four, each of which
   would get its own quantize/dequantize pair.
+* Opset 11-12 (common in PyTorch exports) is converted to 13 (onnx.version_converter):
+  per-channel weight scales need DequantizeLinear's axis attribute.
 * ONNX Runtime's `quant_pre_process` (shape inference and basic graph optimisation; symbolic
   shape inference skipped: it fails on a dynamic batch and needs sympy).
 
@@ -40,6 +42,8 @@ from edgeseg.spec import ModelSpec
 
 PREPARE_VERSION = 1  # part of the calibration ranges' key: a change here renames tensors
 FOLD_PRODUCERS = ("Conv", "ConvTranspose")
+# per-channel DequantizeLinear (its axis attribute) needs opset 13; PyTorch often exports 11 or 12
+MIN_OPSET = 13
 # a rewrite is float-exact up to rounding: the prepared graph must match the original this well
 CHECK_ATOL = 1e-3
 CHECK_RTOL = 1e-3
@@ -65,6 +69,7 @@ class PrepareReport:
         done = [f"{n} {what}" for n, what in (
             (self.folded_batchnorms, "BatchNorm folded"), (self.prelu_to_leakyrelu, "PRelu -> LeakyRelu"),
             (self.relu6_to_clip, "ReLU6 -> Clip"), (self.hardswish, "HardSwish recognised")) if n]
+        done += self.notes
         text = f"{self.nodes_before} -> {self.nodes_after} nodes" + (f" ({', '.join(done)})" if done else "")
         if self.agreement is not None:
             text += f", float check {self.agreement:.3%} pixels agree (max |diff| {self.max_abs_diff:.2g})"
@@ -83,6 +88,10 @@ def prepare_graph(model_path: Path, output: Path) -> PrepareReport:
 
     model = onnx.load(str(model_path))
     report = PrepareReport(nodes_before=len(model.graph.node))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset < MIN_OPSET:
+        model = onnx.version_converter.convert_version(model, MIN_OPSET)
+        report.notes.append(f"opset {opset} -> {MIN_OPSET}")
     rewrite_graph(model, report)
     rewritten = output.with_name(output.stem + ".rewritten.onnx")
     onnx.save(model, str(rewritten))
