@@ -172,17 +172,20 @@ def by_float_op(per_op: dict[str, float]) -> dict[str, float]:
     return merged
 
 
+def account_from_metadata(metadata: dict[str, str]) -> OpAccount | None:
+    """The per-op account in a model's metadata (`edgeseg.quantization`), or None (for `inspect`)."""
+    try:
+        record = json.loads(metadata.get("edgeseg.quantization", "{}"))
+        return OpAccount.from_dict(record["op_account"]) if "op_account" in record else None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
 def read_account(path: str | Path) -> OpAccount | None:
-    """The per-op account an `edgeseg calibrate` model carries (for `inspect` and `bench`), or None."""
+    """The per-op account an `edgeseg calibrate` model (or the CPU engine built from it) carries."""
     from edgeseg.onnxmeta import load_onnx_model
 
-    model = load_onnx_model(path)
-    props = {entry.key: entry.value for entry in model.metadata_props}
-    try:
-        record = json.loads(props.get("edgeseg.quantization", "{}"))
-        return OpAccount.from_dict(record["op_account"]) if "op_account" in record else None
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
+    return account_from_metadata({entry.key: entry.value for entry in load_onnx_model(path).metadata_props})
 
 
 # --------------------------------------------------------------------------------------------

@@ -460,6 +460,12 @@ def _build_onnxruntime(
     calibration = result.calibration
     if calibration is None and result.precision == "int8":
         calibration = quantization_record(onnx_path)
+    if result.precision == "int8":
+        from edgeseg.calib.op_profile import read_account
+
+        account = read_account(engine_tmp)  # where the time goes, measured when it was calibrated
+        for line in account.lines() if account is not None else ():
+            log(line)
     return {
         "spec": spec, "backend": "onnxruntime", "precision": result.precision,
         "runtime_version": result.version, "calibration": calibration,

@@ -96,3 +96,13 @@ def test_calibrating_a_pytorch_like_model_prepares_it_and_stores_the_account(tmp
     assert "Conv" in account.int8_ms and "FP32" in "\n".join(report.summary().splitlines())
     record = json.loads({p.key: p.value for p in quantized.metadata_props}[QUANT_METADATA_KEY])
     assert record["prepare"]["folded_batchnorms"] == 8
+    # build-engine prints it for the INT8 CPU engine, which keeps it; bench repeats the verdict
+    from edgeseg.bench import _int8_verdicts, inspect_model
+    from edgeseg.engine.build import BuildOptions, build_engine
+
+    lines: list[str] = []
+    built = build_engine(BuildOptions(onnx_path=report.output, backend="onnxruntime"), log=lines.append)
+    assert account.verdict() in lines and any(line.startswith("  Conv") for line in lines)
+    assert read_account(built.output) == account
+    assert _int8_verdicts([built.output], [inspect_model(built.output)]) == [
+        f"{built.output}: when calibrated, {account.verdict()}"]
