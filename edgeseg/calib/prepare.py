@@ -5,6 +5,7 @@ float op between two quantized ones costs a DequantizeLinear and a QuantizeLinea
 whole tensor. `prepare_graph` rewrites what has an exact (or float-rounding-exact)
 equivalent, then runs ONNX Runtime's own pre-processing:
 
+* Denormal float32 weights are set to 0 (see `flush_denormals`).
 * BatchNormalization after Conv/ConvTranspose is folded into the weights (ONNX Runtime's
   pre-processing does this too); BatchNormalization after a channel Concat of convolutions
   (ESPNet-style blocks, which ONNX Runtime leaves alone) is split and folded into each
@@ -104,6 +105,9 @@ def prepare_graph(model_path: Path, output: Path) -> PrepareReport:
 def rewrite_graph(model: Any, report: PrepareReport) -> None:
     """The exact rewrites, in place on an onnx.ModelProto."""
     graph = _Graph(model)
+    flushed = flush_denormals(graph)
+    if flushed:
+        report.notes.append(f"{flushed} weight tensor(s) with denormal values flushed to 0")
     report.folded_batchnorms += fold_batchnorms(graph)
     report.prelu_to_leakyrelu += prelu_to_leakyrelu(graph)
     report.relu6_to_clip += relu6_to_clip(graph)
@@ -199,6 +203,30 @@ class _Graph:
         used = {name for node in self.graph.node for name in node.input} | self.outputs
         for init in [init for init in self.graph.initializer if init.name not in used]:
             self.graph.initializer.remove(init)
+
+
+def flush_denormals(graph: _Graph) -> int:
+    """Set float32 weights under the smallest normal number (1.2e-38) to 0; returns tensors changed.
+
+    They change no result beyond float rounding, but x86 computes with denormals many times
+    slower, and a tensor of them (a trained-to-nothing attention branch in TwinLiteNet) breaks
+    ONNX Runtime's histogram calibrators ("Too many bins for data range").
+    """
+    from onnx import numpy_helper
+
+    tiny = np.finfo(np.float32).tiny
+    changed = 0
+    for init in graph.graph.initializer:
+        value = graph.constants[init.name]
+        if value.dtype != np.float32:
+            continue
+        denormal = (value != 0) & (np.abs(value) < tiny)
+        if denormal.any():
+            value = np.where(denormal, np.float32(0), value)
+            graph.constants[init.name] = value
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
+            changed += 1
+    return changed
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
