@@ -172,6 +172,20 @@ def by_float_op(per_op: dict[str, float]) -> dict[str, float]:
     return merged
 
 
+def quantized_ops(model: Any) -> dict[str, int]:
+    """How many nodes of each op type run on INT8 inputs: fed by a DequantizeLinear (Q/DQ), or QLinear*.
+
+    For the TensorRT target this is where Q/DQ sits, i.e. which layers TensorRT runs in INT8.
+    """
+    dq_outputs = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        op = float_op_type(node.op_type)
+        if op != QDQ_ROW and (op != node.op_type or dq_outputs & set(node.input)):
+            counts[op] = counts.get(op, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def account_from_metadata(metadata: dict[str, str]) -> OpAccount | None:
     """The per-op account in a model's metadata (`edgeseg.quantization`), or None (for `inspect`)."""
     try:

@@ -48,7 +48,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.calib import trt_cache
-from edgeseg.calib.op_profile import OpAccount, choose_float_ops
+from edgeseg.calib.op_profile import OpAccount, choose_float_ops, quantized_ops
 from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
 from edgeseg.calib.readers import (
     FrameBatchReader,
@@ -579,6 +579,7 @@ class CalibrationReport:
         seconds: wall time.
         preparation: what graph preparation changed (`edgeseg.calib.prepare`).
         account: per-op time in float and INT8 and the speed-up (cpu target), measured here.
+        int8_ops: op type -> nodes running on INT8 inputs (for TensorRT: where Q/DQ sits).
     """
 
     model: Path
@@ -602,6 +603,7 @@ class CalibrationReport:
     seconds: float = 0.0
     preparation: PrepareReport | None = None
     account: OpAccount | None = None
+    int8_ops: dict[str, int] = field(default_factory=dict)
 
     @property
     def miou_drop(self) -> float | None:
@@ -629,6 +631,8 @@ class CalibrationReport:
             lines.append(f"format    {self.format.upper()} (measured: {timing})")
         if self.preparation is not None:
             lines.append(f"prepared  {self.preparation.describe()}")
+        if self.int8_ops:
+            lines.append("int8 ops  " + ", ".join(f"{op} {n}" for op, n in self.int8_ops.items()))
         lines.append(f"float     {len(self.excluded_nodes)} node(s) kept in float"
                      + (f", {len(self.sensitive_nodes)} of them for accuracy: {', '.join(self.sensitive_nodes)}"
                         if self.sensitive_nodes else ""))
@@ -790,11 +794,13 @@ def calibrate(
             candidate, account = choice.model, choice.account
             always_float += list(choice.float_nodes)
 
+        int8_ops = quantized_ops(onnx.load(str(candidate), load_external_data=False))
         report = CalibrationReport(
             model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
             format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
             frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
             latency_ms=latency, max_miou_drop=max_miou_drop, preparation=preparation, account=account,
+            int8_ops=int8_ops,
         )
         if max_miou_drop is not None:
             candidate = _meet_budget(

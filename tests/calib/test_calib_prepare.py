@@ -110,3 +110,30 @@ def test_check_prepared_refuses_a_graph_that_differs(tmp_path: Path, foreign):
     other = foreign.save_foreign_model("hardswish_resize", 32, 32, tmp_path / "b.onnx", seed=1)
     with pytest.raises(EngineError, match="does not match the original"):
         check_prepared(original, other, synthetic_frames(32, 32, 2), spec, 1, PrepareReport())
+
+
+def test_denormal_weights_are_flushed_to_zero(foreign):
+    b = foreign._Graph(seed=7)
+    x = b.conv("input", 3, 4, bias=True)
+    model = model_of(b, x, 4)
+    weight = model.graph.initializer[0]
+    value = onnx.numpy_helper.to_array(weight).copy()
+    value[0] = 1e-41  # a trained-to-nothing filter, as TwinLiteNet's attention has
+    weight.CopyFrom(onnx.numpy_helper.from_array(value, weight.name))
+    prepared, report, _ = rewritten(model)
+    assert "1 weight tensor(s) with denormal values flushed to 0" in report.describe()
+    assert not onnx.numpy_helper.to_array(prepared.graph.initializer[0])[0].any()
+
+
+def test_the_tensorrt_target_quantizes_the_same_prepared_graph(tmp_path: Path, foreign, write_pictures):
+    from edgeseg.calib.quantize import TENSORRT_OP_TYPES, calibrate
+    from edgeseg.calib.readers import ImageFolder
+
+    model = foreign.save_foreign_model("prelu_bn", 32, 64, tmp_path / "model.onnx")
+    write_pictures(tmp_path / "frames", np.stack(synthetic_frames(32, 64, 4, seed=2)))
+    report = calibrate(model, ImageFolder(tmp_path / "frames"), target="tensorrt", num_frames=4, progress=False,
+                       warn=lambda message: None)
+    assert report.preparation.folded_batchnorms == 8 and report.account is None
+    assert set(report.int8_ops) <= set(TENSORRT_OP_TYPES) and report.int8_ops["ConvTranspose"] == 1
+    assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(report.output)).graph.node}
+    assert "int8 ops  Conv" in report.summary()
