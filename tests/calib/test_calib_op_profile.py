@@ -52,8 +52,15 @@ def test_choose_float_ops_keeps_in_float_only_what_measures_faster():
     def profile(path, sample):
         return {"QLinearConv": 5.0, "PRelu": 3.0, "QLinearSoftmax": 1.0, "Reshape": 0.5, "Resize": 0.4}
 
+    timings = []
+
+    def counting_timer(paths, sample):
+        timings.append(sorted(path.name for path in paths.values()))
+        return timer(paths, sample)
+
     choice = choose_float_ops(Path("fp32.onnx"), Path("int8.onnx"), quantize, graph, np.zeros(1), {"h": "head"},
-                              timer, profile)
+                              counting_timer, profile)
+    assert timings.count(["float-PRelu.onnx", "int8.onnx"]) == 2  # a kept choice is timed twice
     assert built == [("p1", "p2"), ("p1", "p2", "s")]  # slowest first; never Conv, shape ops or fixed nodes
     assert set(choice.float_nodes) == {"p1", "p2"} and choice.model == Path("float-PRelu.onnx")
     assert [(op, kept) for op, _, _, kept in choice.account.trials] == [("PRelu", True), ("Softmax", False)]
