@@ -48,7 +48,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.calib import trt_cache
-from edgeseg.calib.op_profile import OpAccount, choose_float_ops, quantized_ops
+from edgeseg.calib.op_profile import OpAccount, choose_float_ops, kernel_latency, quantized_ops
 from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
 from edgeseg.calib.readers import (
     FrameBatchReader,
@@ -357,19 +357,19 @@ def tail_nodes(model: Any) -> list[str]:
     return [name for name in head_nodes(model) if name not in weighted]
 
 
-def softmax_consumers(model: Any) -> list[str]:
-    """The nodes that read a Softmax's output (attention weights), for the cpu target to keep in float.
+def softmax_and_readers(model: Any) -> list[str]:
+    """Softmax nodes and the nodes that read their output (attention weights): the cpu target keeps them in float.
 
     Attention weights over n positions are about 1/n each: past a few hundred positions they
     are under uint8's step (range / 255) and round to 0 (a 24x40 attention block agreed with
     float on 54% of pixels with its MatMul quantized, 94% without).
     """
-    reached = {node.output[0] for node in model.graph.node if node.op_type == "Softmax"}
+    reached: set[str] = set()
     names = []
     for node in model.graph.node:  # graph order: a Transpose/Reshape of the weights passes them on
-        if reached & set(node.input):
+        if node.op_type == "Softmax" or reached & set(node.input):
             names.append(node.name)
-            if node.op_type in RANGE_PRESERVING_OP_TYPES:
+            if node.op_type == "Softmax" or node.op_type in RANGE_PRESERVING_OP_TYPES:
                 reached.update(node.output)
     return names
 
@@ -765,7 +765,7 @@ def calibrate(
         always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
         if target == "cpu":
             always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
-            always_float += [n for n in softmax_consumers(prepared_model) if n not in always_float]
+            always_float += [n for n in softmax_and_readers(prepared_model) if n not in always_float]
         if target == "tensorrt":
             always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
 
@@ -784,17 +784,17 @@ def calibrate(
             candidate = build(layout, (), "int8.onnx")
         account = None
         if target == "cpu" and measure_ops:  # keep in float what is faster in float, and account for it
-            readers = set(softmax_consumers(prepared_model))
-            reasons = {n: "reads a Softmax: attention weights under the uint8 step" if n in readers else
+            readers = set(softmax_and_readers(prepared_model))
+            reasons = {n: "attention weights (Softmax) under the uint8 step" if n in readers else
                        "kept for accuracy: head and final resize" for n in always_float}
             choice = choose_float_ops(
                 model_path, candidate, lambda extra, name: build(layout, extra, name), prepared_model, sample,
-                reasons, measure_latency,
+                reasons, kernel_latency,
             )
             candidate, account = choice.model, choice.account
             always_float += list(choice.float_nodes)
 
-        int8_ops = quantized_ops(onnx.load(str(candidate), load_external_data=False))
+        int8_ops = quantized_ops(onnx.load(str(candidate), load_external_data=False), always_float)
         report = CalibrationReport(
             model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
             format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),

@@ -15,7 +15,7 @@ from edgeseg.calib.op_profile import (
     profile_ops,
     read_account,
 )
-from edgeseg.calib.quantize import QUANT_METADATA_KEY, calibrate, softmax_consumers
+from edgeseg.calib.quantize import QUANT_METADATA_KEY, calibrate, softmax_and_readers
 from edgeseg.calib.readers import ImageFolder
 from edgeseg.export.keras_to_onnx import synthetic_frames
 
@@ -96,8 +96,8 @@ def test_calibrating_a_pytorch_like_model_prepares_it_and_stores_the_account(tmp
     assert report.preparation.folded_batchnorms == 8 and report.preparation.relu6_to_clip == 7
     assert report.preparation.agreement == 1.0
     quantized = onnx.load(str(report.output))
-    readers = softmax_consumers(onnx.load(str(model)))  # the Transpose of the weights and the MatMul
-    assert len(readers) == 2 and set(readers) <= set(report.excluded_nodes)
+    readers = softmax_and_readers(onnx.load(str(model)))  # the Softmax, the Transpose of its weights, the MatMul
+    assert len(readers) == 3 and set(readers) <= set(report.excluded_nodes)
     account = read_account(report.output)
     assert account is not None and account == report.account and account.float_latency_ms > 0
     assert "Conv" in account.int8_ms and "FP32" in "\n".join(report.summary().splitlines())
