@@ -57,11 +57,13 @@ def float_op_type(op_type: str) -> str:
         op_type, op_type)
 
 
-def profile_ops(path: Path, batch: np.ndarray, runs: int = PROFILE_RUNS, threads: int | None = None) -> dict[str, float]:
+def profile_ops(path: Path, batch: np.ndarray, runs: int = PROFILE_RUNS, threads: int = 1) -> dict[str, float]:
     """Milliseconds of each op type (as ONNX Runtime runs it) per run, from its profiler.
 
-    Each node counts with its fastest run: background load only ever adds time, so on a shared
-    machine the sum of fastest kernels is the stable estimate of a quiet run.
+    Each node counts with its fastest run, on one thread: background load only ever adds time,
+    and a single thread never waits for a sibling the load has descheduled, so on a shared
+    machine the sum of fastest kernels is the stable estimate of a quiet run (with 2 threads
+    at load 6 the same model's sum still moved 12 -> 19 ms between two calls).
     """
     import onnxruntime as ort
 
@@ -70,8 +72,7 @@ def profile_ops(path: Path, batch: np.ndarray, runs: int = PROFILE_RUNS, threads
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "profile")
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name: batch}
         for _ in range(runs + 2):
@@ -124,7 +125,7 @@ class OpAccount:
     def verdict(self) -> str:
         """One line: the speed-up, or a plain statement that INT8 does not pay here."""
         timing = (f"FP32 {self.float_latency_ms:.1f} ms, INT8 {self.int8_latency_ms:.1f} ms: fastest kernels summed, "
-                  "on this machine")
+                  "1 thread, on this machine")
         if self.pays:
             return f"INT8 is {self.speedup:.2f}x faster than FP32 ({timing})"
         return (f"INT8 is NOT faster than FP32 here ({self.speedup:.2f}x: {timing}); use the float model "
@@ -134,7 +135,7 @@ class OpAccount:
         """The account as aligned text lines for the CLI."""
         rows = list(dict.fromkeys([*self.float_ms, *self.int8_ms]))
         rows.sort(key=lambda op: -max(self.float_ms.get(op, 0.0), self.int8_ms.get(op, 0.0)))
-        out = ["op type              FP32 ms   INT8 ms  (ONNX Runtime profiler, per run)"]
+        out = ["op type              FP32 ms   INT8 ms  (ONNX Runtime profiler: fastest run per node, 1 thread)"]
         for op in rows:
             fp, q = self.float_ms.get(op), self.int8_ms.get(op)
             if max(fp or 0.0, q or 0.0) < 0.005:
