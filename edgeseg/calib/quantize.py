@@ -15,7 +15,9 @@ The two layouts:
   or int8 activations run 1.1x-2x slower here), every op ONNX Runtime can quantize except the
   tail after the class convolution (the final resize, see `tail_nodes`), Concat inputs sharing
   their output's range (see `shared_concat_ranges`), and the class convolution too unless
-  `float_head`. ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC
+  `float_head`; Softmax and the nodes reading its output stay in float, and so does each op type
+  that measures faster in float on this machine (`op_profile.choose_float_ops`, which also
+  writes the per-op account into the metadata). ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC
   QLinearConv kernels; they differ around them (QOperator's uint8 Resize took 1.1 ms where
   QDQ's float one took 0.25), and which one wins depends on the model, the CPU and the ONNX
   Runtime version (ARCHITECTURE.md once measured QOperator faster; on this machine QDQ wins,
@@ -27,6 +29,9 @@ The two layouts:
   TensorRT fuses best), the head (last weighted layer and the final resize) kept in float.
   TensorRT 8.5-10.x can instead build from the float model and the legacy cache
   (`model.calib.cache`, see `trt_cache`), written from the same ranges.
+
+Both layouts quantize the same prepared float graph (`edgeseg.calib.prepare`: BatchNorm folding,
+PRelu -> LeakyRelu, ... checked against the original before it is used).
 
 Every output is written atomically at the end: a failed run leaves none behind.
 """
