@@ -105,7 +105,13 @@ def prepare_graph(model_path: Path, output: Path) -> PrepareReport:
 
 
 def rewrite_graph(model: Any, report: PrepareReport) -> None:
-    """The exact rewrites, in place on an onnx.ModelProto."""
+    """The exact rewrites, in place on an onnx.ModelProto (none in a graph with If/Loop/Scan bodies,
+    whose uses of outer tensors the producer/consumer maps here do not see)."""
+    from onnx import AttributeProto
+
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
+        report.notes.append("control flow: rewrites skipped")
+        return
     graph = _Graph(model)
     flushed = flush_denormals(graph)
     if flushed:

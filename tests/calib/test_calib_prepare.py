@@ -137,3 +137,20 @@ def test_the_tensorrt_target_quantizes_the_same_prepared_graph(tmp_path: Path, f
     assert set(report.int8_ops) <= set(TENSORRT_OP_TYPES) and report.int8_ops["ConvTranspose"] == 1
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(report.output)).graph.node}
     assert "int8 ops  Conv" in report.summary()
+
+
+def test_a_graph_with_control_flow_is_left_to_onnx_runtime(foreign):
+    b = foreign._Graph(seed=8)
+    x = b.bn(b.conv("input", 3, 4), 4)
+    branch = helper.make_graph([helper.make_node("Identity", [x], ["y"])], "branch", [],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    cond = b.const(np.array(True), "cond")
+    b.nodes.append(helper.make_node("If", [cond], ["out"], then_branch=branch, else_branch=branch))
+    _, report, ops = rewritten_unchecked(model_of(b, "out", 4))
+    assert ops["BatchNormalization"] == 1 and "control flow: rewrites skipped" in report.describe()
+
+
+def rewritten_unchecked(model):
+    report = PrepareReport()
+    rewrite_graph(model, report)
+    return model, report, Counter(node.op_type for node in model.graph.node)
