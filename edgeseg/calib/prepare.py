@@ -306,6 +306,11 @@ def fold_batchnorms(graph: _Graph) -> int:
         bounds = np.cumsum([0] + sizes)
         if not all(_fold_into(graph, c, scale[a:b], shift[a:b]) for c, a, b in zip(convs, bounds, bounds[1:])):
             continue  # a partial fold cannot happen: _fold_into refuses before it changes anything
+        if producer.op_type == "Concat":  # the convs' outputs now hold other values: new names, so no
+            for index, conv in enumerate(convs):  # range of theirs is taken for the float model's tensor
+                renamed = conv.output[0] + "_bnfold"
+                producer.input[index] = renamed
+                conv.output[0] = renamed
         graph.rename_output(producer, bn.input[0], bn.output[0])
         graph.remove(bn)
         folded += 1
