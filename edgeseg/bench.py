@@ -152,6 +152,7 @@ class BenchReport:
     rows: list[BenchRow]
     settings: BenchSettings
     machine: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. an INT8 model's calibration-time verdict
 
     def table(self) -> str:
         """A markdown table (pasteable into the docs) under one line of settings."""
@@ -166,7 +167,8 @@ class BenchReport:
             if with_iou:
                 line.append("-" if row.mean_iou is None else f"{100 * row.mean_iou:.2f}")
             cells.append(line)
-        return self.caption() + "\n\n" + markdown_table(headers, cells, numeric_from=4)
+        notes = "".join(f"\n{note}" for note in self.notes)
+        return self.caption() + "\n\n" + markdown_table(headers, cells, numeric_from=4) + ("\n" + notes if notes else "")
 
     def caption(self) -> str:
         s = self.settings
@@ -185,6 +187,7 @@ class BenchReport:
             "machine": self.machine,
             "settings": settings,
             "results": [dataclasses.asdict(row) for row in self.rows],
+            "notes": self.notes,
         }
 
     def to_json(self) -> str:
@@ -282,10 +285,21 @@ def bench(
         rows.append(row)
         if progress:
             print(f"{label}: {_summary(row)}", file=sys.stderr, flush=True)
-    report = BenchReport(rows, settings, machine_info())
+    report = BenchReport(rows, settings, machine_info(), _int8_verdicts(paths, infos))
     if json_path is not None:
         atomic_write_text(json_path, report.to_json())
     return report
+
+
+def _int8_verdicts(paths: Sequence[str | Path], infos: Sequence[ModelInfo]) -> list[str]:
+    """What calibration measured for each INT8 ONNX model: INT8 against FP32 on that machine."""
+    from edgeseg.calib.op_profile import read_account
+
+    notes = []
+    for given, info in zip(paths, infos):
+        if info.precision == "int8" and info.path.suffix == ".onnx" and (account := read_account(info.path)):
+            notes.append(f"{given}: when calibrated, {account.verdict()}")
+    return notes
 
 
 def _summary(row: BenchRow) -> str:

@@ -15,7 +15,9 @@ The two layouts:
   or int8 activations run 1.1x-2x slower here), every op ONNX Runtime can quantize except the
   tail after the class convolution (the final resize, see `tail_nodes`), Concat inputs sharing
   their output's range (see `shared_concat_ranges`), and the class convolution too unless
-  `float_head`. ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC
+  `float_head`; Softmax and the nodes reading its output stay in float, and so does each op type
+  that measures faster in float on this machine (`op_profile.choose_float_ops`, which also
+  writes the per-op account into the metadata). ONNX Runtime fuses both forms, QDQ and QOperator, into the same NHWC
   QLinearConv kernels; they differ around them (QOperator's uint8 Resize took 1.1 ms where
   QDQ's float one took 0.25), and which one wins depends on the model, the CPU and the ONNX
   Runtime version (ARCHITECTURE.md once measured QOperator faster; on this machine QDQ wins,
@@ -27,6 +29,9 @@ The two layouts:
   TensorRT fuses best), the head (last weighted layer and the final resize) kept in float.
   TensorRT 8.5-10.x can instead build from the float model and the legacy cache
   (`model.calib.cache`, see `trt_cache`), written from the same ranges.
+
+Both layouts quantize the same prepared float graph (`edgeseg.calib.prepare`: BatchNorm folding,
+PRelu -> LeakyRelu, ... checked against the original before it is used).
 
 Every output is written atomically at the end: a failed run leaves none behind.
 """
@@ -47,6 +52,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.calib import trt_cache
+from edgeseg.calib.op_profile import OpAccount, choose_float_ops, kernel_latency, quantized_ops
+from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
 from edgeseg.calib.readers import (
     FrameBatchReader,
     FrameSet,
@@ -65,7 +72,6 @@ METHODS = ("entropy", "minmax", "percentile")
 FORMATS = ("auto", "qdq", "qoperator")
 DEFAULT_FRAMES = 200
 DEFAULT_EVAL_FRAMES = 100
-MIN_OPSET = 13  # per-channel DequantizeLinear (its `axis`) exists from opset 13
 RANGES_FORMAT = "edgeseg.calib-ranges/1"
 CHUNK_FRAMES = 8  # frames per calibrator pass: histogram calibration keeps all their tensors (~1 GB at 256x256)
 
@@ -253,6 +259,7 @@ def ranges_key(model_sha256: str, frames_digest: str, spec: ModelSpec, method: s
         "spec": spec.to_dict(),
         "method": method,
         "options": _CALIBRATOR_OPTIONS[method],
+        "prepare": PREPARE_VERSION,  # the ranges are of the prepared graph's tensors
         "onnxruntime": onnxruntime.__version__,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -365,6 +372,23 @@ def tail_nodes(model: Any) -> list[str]:
     """
     weighted = {node.name for node in model.graph.node if node.op_type in WEIGHTED_OP_TYPES}
     return [name for name in head_nodes(model) if name not in weighted]
+
+
+def softmax_and_readers(model: Any) -> list[str]:
+    """Softmax nodes and the nodes that read their output (attention weights): the cpu target keeps them in float.
+
+    Attention weights over n positions are about 1/n each: past a few hundred positions they
+    are under uint8's step (range / 255) and round to 0 (a 24x40 attention block agreed with
+    float on 54% of pixels with its MatMul quantized, 94% without).
+    """
+    reached: set[str] = set()
+    names = []
+    for node in model.graph.node:  # graph order: a Transpose/Reshape of the weights passes them on
+        if node.op_type == "Softmax" or reached & set(node.input):
+            names.append(node.name)
+            if node.op_type == "Softmax" or node.op_type in RANGE_PRESERVING_OP_TYPES:
+                reached.update(node.output)
+    return names
 
 
 def shared_concat_ranges(
@@ -583,6 +607,9 @@ class CalibrationReport:
         miou_reference: what the mean IoU was measured against: the masks of a dataset, or the
             float model's class maps on frames without masks (then float_miou is 1).
         seconds: wall time.
+        preparation: what graph preparation changed (`edgeseg.calib.prepare`).
+        account: per-op time in float and INT8 and the speed-up (cpu target), measured here.
+        int8_ops: op type -> nodes running on INT8 inputs (for TensorRT: where Q/DQ sits).
     """
 
     model: Path
@@ -606,6 +633,9 @@ class CalibrationReport:
     miou_reference: str = ""
     search_steps: list = field(default_factory=list)
     seconds: float = 0.0
+    preparation: PrepareReport | None = None
+    account: OpAccount | None = None
+    int8_ops: dict[str, int] = field(default_factory=dict)
 
     @property
     def miou_drop(self) -> float | None:
@@ -634,6 +664,10 @@ class CalibrationReport:
         if self.latency_ms:
             timing = ", ".join(f"{fmt.upper()} {ms:.1f} ms" for fmt, ms in self.latency_ms.items())
             lines.append(f"format    {self.format.upper()} (measured: {timing})")
+        if self.preparation is not None:
+            lines.append(f"prepared  {self.preparation.describe()}")
+        if self.int8_ops:
+            lines.append("int8 ops  " + ", ".join(f"{op} {n}" for op, n in self.int8_ops.items()))
         lines.append(f"float     {len(self.excluded_nodes)} node(s) kept in float"
                      + (f", {len(self.sensitive_nodes)} of them for accuracy: {', '.join(self.sensitive_nodes)}"
                         if self.sensitive_nodes else ""))
@@ -645,6 +679,8 @@ class CalibrationReport:
                 f"drop {self.miou_drop:.2f} pp{verdict}"
                 + (f"; against {self.miou_reference}" if self.miou_reference else "")
             )
+        if self.account is not None:
+            lines += self.account.lines()
         if written:
             files = [str(self.output), str(self.ranges_path)] + ([str(self.trt_cache)] if self.trt_cache else [])
             lines.append(f"wrote     {', '.join(files)} in {self.seconds:.1f} s")
@@ -695,6 +731,7 @@ def calibrate(
     exclude_step: int = 2,
     progress: bool = True,
     warn: Warn = warn_on_stderr,
+    measure_ops: bool = True,
 ) -> CalibrationReport:
     """Calibrate a float edgeseg ONNX model and write its INT8 model for `target`.
 
@@ -728,6 +765,8 @@ def calibrate(
         exclude_step: layers moved back to float per round.
         progress: show a progress bar while calibrating.
         warn: receives warnings (few frames, skipped files).
+        measure_ops: cpu target: time each op type in float against INT8 on this machine and keep
+            in float what is faster there (`op_profile.choose_float_ops`), and account for it.
 
     Raises:
         EdgesegError: bad input (its message says what to do).
@@ -750,15 +789,17 @@ def calibrate(
         float_head = target == "tensorrt"
 
     with temporary_dir(output) as work_dir:  # everything is made here and moved into place at the very end
-        prepared = _prepare(model_path, work_dir)
+        prepared, preparation = _prepare(model_path, work_dir)
         prepared_model = onnx.load(str(prepared), load_external_data=False)
         model_in = model_input(prepared_model)
         frames = load_calibration_frames(frames_source, num_frames, spec, model_in.batch_size, warn)
+        check_prepared(model_path, prepared, frames.frames, spec, model_in.batch_size, preparation)
         ranges, reused = _ranges(model_path, prepared, ranges_path, frames, spec, model_in, method, work_dir, progress)
 
         always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
         if target == "cpu":
             always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
+            always_float += [n for n in softmax_and_readers(prepared_model) if n not in always_float]
         if target == "tensorrt":
             always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
 
@@ -767,21 +808,34 @@ def calibrate(
 
         layout = tensorrt_layout() if target == "tensorrt" else cpu_layout("qdq" if fmt == "auto" else fmt)
         latency: dict[str, float] = {}
+        sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
         if target == "cpu" and fmt == "auto":
             candidates = {f: build(layout.with_format(f), (), f"{f}.onnx") for f in ("qdq", "qoperator")}
-            sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
             latency = measure_latency(candidates, sample)
             layout = layout.with_format(min(latency, key=latency.get))
             candidate = candidates[layout.quant_format]
         else:
             candidate = build(layout, (), "int8.onnx")
+        account = None
+        if target == "cpu" and measure_ops:  # keep in float what is faster in float, and account for it
+            readers = set(softmax_and_readers(prepared_model))
+            reasons = {n: "attention weights (Softmax) under the uint8 step" if n in readers else
+                       "kept for accuracy: head and final resize" for n in always_float}
+            choice = choose_float_ops(
+                model_path, candidate, lambda extra, name: build(layout, extra, name), prepared_model, sample,
+                reasons, kernel_latency,
+            )
+            candidate, account = choice.model, choice.account
+            always_float += list(choice.float_nodes)
 
+        int8_ops = quantized_ops(onnx.load(str(candidate), load_external_data=False), always_float)
         report = CalibrationReport(
             model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
             format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
             frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
             minmax_tensors=ranges.minmax_tensors,
-            latency_ms=latency, max_miou_drop=max_miou_drop,
+            latency_ms=latency, max_miou_drop=max_miou_drop, preparation=preparation, account=account,
+            int8_ops=int8_ops,
         )
         if max_miou_drop is not None:
             candidate = _meet_budget(
@@ -803,7 +857,8 @@ def calibrate(
             QUANT_METADATA_KEY: json.dumps({
                 "target": target, "format": layout.quant_format, "method": method, "frames": len(frames),
                 "ranges_key": ranges.key, "float_model_sha256": ranges.model_sha256,
-                "float_nodes": list(report.excluded_nodes),
+                "float_nodes": list(report.excluded_nodes), "prepare": preparation.to_dict(),
+                **({"op_account": account.to_dict()} if account is not None else {}),
             }),
         })
         _check_loads(candidate, model_path)
@@ -887,45 +942,22 @@ def _embedded_spec(model_path: Path) -> ModelSpec:
     return found.spec
 
 
-def _prepare(model_path: Path, work_dir: Path) -> Path:
-    """ONNX Runtime's pre-processing (basic graph optimisation + shape inference), named nodes.
-
-    Symbolic shape inference is skipped: it fails on a dynamic batch and needs sympy.
-    """
+def _prepare(model_path: Path, work_dir: Path) -> tuple[Path, PrepareReport]:
+    """The float graph both targets quantize: `edgeseg.calib.prepare`'s exact rewrites and
+    ONNX Runtime's pre-processing, with every node named (nodes_to_exclude works by name)."""
     import onnx
     from google.protobuf.message import DecodeError
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
         onnx.checker.check_model(str(model_path))
     except (DecodeError, onnx.checker.ValidationError) as err:
         raise invalid_onnx_error(model_path, err) from None
     prepared = work_dir / "prepared.onnx"
-    quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-    model = _with_min_opset(onnx.load(str(prepared)), model_path)
+    report = prepare_graph(model_path, prepared)
+    model = onnx.load(str(prepared))
     _name_unnamed_nodes(model)
     onnx.save(model, str(prepared))
-    return prepared
-
-
-def _with_min_opset(model: Any, model_path: Path) -> Any:
-    """The model at opset MIN_OPSET or later: per-channel Q/DQ (an `axis` on DequantizeLinear)
-    exists from opset 13 on. PyTorch exports are often opset 11 or 12; ONNX Runtime's quantizer
-    then writes a model that does not load ("Unrecognized attribute: axis")."""
-    import onnx
-    from onnx import version_converter
-
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
-    if opset >= MIN_OPSET:
-        return model
-    try:
-        return version_converter.convert_version(model, MIN_OPSET)
-    except (RuntimeError, ValueError, onnx.checker.ValidationError) as err:
-        raise EngineError(
-            f"{model_path} uses ONNX opset {opset}; INT8 with per-channel weights needs opset {MIN_OPSET} or "
-            f"later and the conversion failed ({err}); re-export it with opset {MIN_OPSET}+ "
-            "(torch.onnx.export(..., opset_version=17))"
-        ) from None
+    return prepared, report
 
 
 def _load_matching_ranges(path: Path, key: str) -> CalibrationRanges | None:

@@ -461,6 +461,8 @@ def build_engine(options: BuildOptions, log: Log = print, environment: Environme
             version = build_onnxruntime_model(finished, engine_tmp)
             built = {"spec": plan.spec, "backend": "onnxruntime", "precision": "int8" if plan.int8 else "fp32",
                      "runtime_version": version}
+            if plan.int8:
+                _log_op_account(engine_tmp, log)
         built["calibration"] = built.get("calibration") or calibration
         manifest = EngineManifest(
             **built, engine_file=output.name, engine_bytes=engine_tmp.stat().st_size,
@@ -512,3 +514,12 @@ def _build_tensorrt(
 def _check_profile_matches_spec(spec: ModelSpec, onnx_path: Path, profile: ProfileShapes) -> None:
     shape = tuple(None if i == 0 else d for i, d in enumerate(profile.opt))
     check_spec_matches_model(spec, onnx_path, profile.input_name, shape)
+
+
+def _log_op_account(engine: Path, log: Log) -> None:
+    """Where an INT8 CPU engine's time goes, as measured when it was calibrated (its metadata)."""
+    from edgeseg.calib.op_profile import read_account
+
+    account = read_account(engine)
+    for line in account.lines() if account is not None else ():
+        log(line)

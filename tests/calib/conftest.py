@@ -9,6 +9,7 @@ through the shared `export_tiny_model` fixture of tests/conftest.py.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,12 @@ import pytest
 from edgeseg.spec import ModelSpec
 
 SIZE = 32
+
+# graphs built like PyTorch exports (also used by benchmarks/int8_foreign.py, hence loaded by path)
+_foreign_spec = importlib.util.spec_from_file_location("edgeseg_calib_foreign_graphs",
+                                                       Path(__file__).with_name("foreign_graphs.py"))
+foreign_graphs = importlib.util.module_from_spec(_foreign_spec)
+_foreign_spec.loader.exec_module(foreign_graphs)
 SPEC = ModelSpec(class_names=("red", "green", "blue"), input_height=SIZE, input_width=SIZE, model="tiny")
 
 
@@ -106,3 +113,9 @@ def scenes():
 def write_pictures():
     """write_images(folder, images, suffix=".png") -> paths."""
     return write_images
+
+
+@pytest.fixture
+def foreign():
+    """The foreign_graphs module: foreign_model(kind, h, w), save_foreign_model, foreign_spec, _Graph."""
+    return foreign_graphs

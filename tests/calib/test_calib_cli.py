@@ -58,7 +58,9 @@ def test_spec_file_option(tiny_model, calib_images, tmp_path, capsys):
     from edgeseg.onnxmeta import read_spec_from_onnx_file
 
     assert read_spec_from_onnx_file(tmp_path / "nospec.int8.onnx") == tiny_model.spec
-    assert "QOPERATOR" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "QOPERATOR" in out
+    assert "prepared  " in out and "op type" in out and "faster than FP32" in out  # the per-op account and verdict
 
 
 def test_unmet_budget_prints_the_report_and_exits_1(model_copy, tmp_path, scenes, write_pictures, capsys):

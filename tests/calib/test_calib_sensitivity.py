@@ -154,7 +154,7 @@ def test_rank_nodes_scores_only_quantized_layout_nodes(model_copy, calib_images,
                        progress=False, warn=lambda m: None)
     from edgeseg.calib.quantize import _prepare
 
-    prepared = _prepare(model_copy, model_copy.parent)
+    prepared, _ = _prepare(model_copy, model_copy.parent)
     images = [s.image for s in sensitivity.load_eval_samples(eval_dataset, tiny_model.spec, count=4)]
     reader = FrameBatchReader(images, tiny_model.spec, "image")
     scores = sensitivity.rank_nodes(prepared, report.output, reader, set(TENSORRT_OP_TYPES),
