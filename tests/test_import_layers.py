@@ -36,9 +36,6 @@ LAYERS: tuple[frozenset[str], ...] = (
 # every module of that package. Each is a known debt with its issue; the test fails on any import
 # not listed here, and on a listed one that no longer exists (then delete its line).
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # sensitivity borrows quantize's private session builder, and quantize runs the sensitivity
-    # search: a circle. Both should use one ONNX Runtime session builder.
-    ("edgeseg.calib.sensitivity", "edgeseg.calib.quantize"): "issue 13 part 1/6: one ORT session builder",
     # verify reads unlabelled footage in order, at full size, through the stream's image-folder and
     # video sources: the sources need nothing from the stream pipeline and belong on a lower floor
     # (their own package, when stream/sources.py is split by source family).

@@ -54,6 +54,7 @@ import numpy as np
 from edgeseg.calib import trt_cache
 from edgeseg.calib.op_profile import OpAccount, choose_float_ops, kernel_latency, quantized_ops
 from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
+from edgeseg.calib.session import cpu_session
 from edgeseg.calib.readers import (
     FrameBatchReader,
     FrameSet,
@@ -534,22 +535,12 @@ def _check_loads(path: Path, source: Path) -> None:
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     try:
-        _session(path)
+        cpu_session(path)
     except (ort_errors.InvalidGraph, ort_errors.InvalidArgument, ort_errors.NotImplemented, ort_errors.Fail) as err:
         raise EngineError(
             f"the INT8 model quantized from {source} does not load in ONNX Runtime ({err}); nothing written. "
             "Try --format qdq, or re-export the model with a recent opset (17)"
         ) from None
-
-
-def _session(path: Path, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def measure_latency(
@@ -564,7 +555,7 @@ def measure_latency(
     on a busy machine the medians of two models 10% apart swapped places (the choice of
     format picked the slower one).
     """
-    sessions = {key: _session(path) for key, path in paths.items()}
+    sessions = {key: cpu_session(path) for key, path in paths.items()}
     names = {key: session.get_inputs()[0].name for key, session in sessions.items()}
     for key, session in sessions.items():
         for _ in range(warmup):

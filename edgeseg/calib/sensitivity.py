@@ -155,10 +155,10 @@ def load_reference_samples(
         float_model: the float ONNX model.
         source: a calib.readers FrameSource (ImageFolder, VideoFile).
     """
-    from edgeseg.calib.quantize import _session
+    from edgeseg.calib.session import cpu_session
 
     frame_set = source.read(count, spec)
-    maps = predict_class_maps(_session(float_model), frame_set.frames, spec, batch_size)
+    maps = predict_class_maps(cpu_session(float_model), frame_set.frames, spec, batch_size)
     return [EvalSample(image, class_map) for image, class_map in zip(frame_set.frames, maps)]
 
 
@@ -179,9 +179,9 @@ def predict_class_maps(
 
 def evaluate_miou(model_path: Path, samples: Sequence[EvalSample], spec: ModelSpec, batch_size: int = 1) -> float:
     """Mean IoU (0..1) of an ONNX model on `samples`, predictions resized to each mask."""
-    from edgeseg.calib.quantize import _session
+    from edgeseg.calib.session import cpu_session
 
-    session = _session(model_path)
+    session = cpu_session(model_path)
     maps = predict_class_maps(session, [s.image for s in samples], spec, batch_size)
     cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
     for sample, class_map in zip(samples, maps):
