@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import DataError
+from edgeseg.robot import Camera, Pose, step_pose  # the car's camera and kinematics, re-exported
 
 # Class indices of the synthetic world (the order SyntheticDataset trains on).
 FLOOR, OBSTACLE, WALL, BACKGROUND = 0, 1, 2, 3
@@ -62,68 +63,6 @@ _FLOOR_MAX_PX = 1200
 
 # --------------------------------------------------------------------------------------------
 # Small value types
-
-
-@dataclass(frozen=True)
-class Pose:
-    """Where the car is: position in metres and heading in radians (counter-clockwise from +x)."""
-
-    x: float
-    y: float
-    heading: float
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A pinhole camera at RC-car height, looking along the heading, tilted down by `pitch_deg`.
-
-    Square pixels; the principal point is the image centre. `hfov_deg` is the horizontal field of
-    view; the vertical one follows from the aspect ratio.
-    """
-
-    width: int = 256
-    height: int = 256
-    hfov_deg: float = 90.0
-    mount_height_m: float = 0.12
-    pitch_deg: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.width, (int, np.integer)) and isinstance(self.height, (int, np.integer))):
-            raise DataError(f"camera size must be integers, got {self.width!r} x {self.height!r}")
-        if self.width < 4 or self.height < 4 or self.width > 4096 or self.height > 4096:
-            raise DataError(f"camera size {self.width}x{self.height} is outside 4..4096 pixels; pick a sane size")
-        if not 10.0 <= self.hfov_deg <= 150.0:
-            raise DataError(f"camera hfov_deg={self.hfov_deg} is outside 10..150 degrees")
-        if not 0.01 <= self.mount_height_m <= 2.0:
-            raise DataError(f"camera mount_height_m={self.mount_height_m} is outside 0.01..2 m")
-        half_vfov = math.degrees(math.atan(self.height / 2 / self.focal_px))
-        if abs(self.pitch_deg) + half_vfov >= 85.0:
-            raise DataError(
-                f"camera pitch_deg={self.pitch_deg} with a vertical field of view of {2 * half_vfov:.0f} degrees "
-                "looks (almost) straight up or down; keep |pitch| + vfov/2 below 85 degrees"
-            )
-
-    @property
-    def focal_px(self) -> float:
-        """Focal length in pixels (the same horizontally and vertically)."""
-        return (self.width / 2) / math.tan(math.radians(self.hfov_deg) / 2)
-
-    def project(
-        self, pose: Pose, x: float | np.ndarray, y: float | np.ndarray, z: float | np.ndarray = 0.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Continuous pixel coordinates (u right, v down; pixel (i, j) spans j..j+1, i..i+1) of
-        world point(s) seen from `pose`. Points behind the camera get nan."""
-        dx = np.asarray(x, np.float64) - pose.x
-        dy = np.asarray(y, np.float64) - pose.y
-        ahead = dx * math.cos(pose.heading) + dy * math.sin(pose.heading)
-        right = dx * math.sin(pose.heading) - dy * math.cos(pose.heading)
-        down = self.mount_height_m - np.asarray(z, np.float64)
-        p = math.radians(self.pitch_deg)
-        depth = ahead * math.cos(p) + down * math.sin(p)
-        depth = np.where(depth > 1e-9, depth, np.nan)
-        u = self.width / 2 + self.focal_px * right / depth
-        v = self.height / 2 + self.focal_px * (down * math.cos(p) - ahead * math.sin(p)) / depth
-        return u, v
 
 
 @dataclass(frozen=True)
@@ -438,43 +377,6 @@ class World:
 
 # --------------------------------------------------------------------------------------------
 # Car motion
-
-
-def step_pose(
-    pose: Pose,
-    steering: float,
-    speed_mps: float,
-    dt: float,
-    wheelbase_m: float = 0.26,
-    max_steer_deg: float = 30.0,
-) -> Pose:
-    """Advance a kinematic bicycle model by `dt` seconds (exact arc integration).
-
-    Args:
-        pose: current pose.
-        steering: -1..1 (clipped); > 0 turns RIGHT (clockwise seen from above, towards image
-            right), < 0 turns left; the front wheels turn by `steering * max_steer_deg`.
-        speed_mps: signed speed along the heading (negative reverses).
-        dt: time step in seconds.
-    """
-    steer = -float(np.clip(steering, -1.0, 1.0)) * math.radians(max_steer_deg)
-    distance = speed_mps * dt
-    curvature = math.tan(steer) / wheelbase_m  # 1/m, > 0 turns counter-clockwise
-    if abs(curvature * distance) < 1e-9:
-        x = pose.x + distance * math.cos(pose.heading)
-        y = pose.y + distance * math.sin(pose.heading)
-        heading = pose.heading
-    else:
-        heading = pose.heading + curvature * distance
-        radius = 1.0 / curvature
-        x = pose.x + radius * (math.sin(heading) - math.sin(pose.heading))
-        y = pose.y - radius * (math.cos(heading) - math.cos(pose.heading))
-    heading = math.atan2(math.sin(heading), math.cos(heading))
-    return Pose(x, y, heading)
-
-
-# --------------------------------------------------------------------------------------------
-# Map picture
 
 
 def top_down(
