@@ -70,6 +70,8 @@ class Command:
         confidence: in [0, 1], how much the class map can be trusted (classified, not
             fragmented).
         reason: one of REASONS.
+        clearance_m: the clearance in metres of floor ahead of the lens when the navigator knows
+            the robot's camera (`Navigator.distance_m`), else None.
     """
 
     steering: float
@@ -78,6 +80,7 @@ class Command:
     clearance: float
     confidence: float
     reason: str
+    clearance_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -392,6 +395,7 @@ CAMERA_MODES: dict[str, CameraMode] = {
     "balanced": CameraMode(stop_m=0.25, slow_m=0.5, seen_margin_m=0.025),
     "adventurous": CameraMode(stop_m=0.2, slow_m=0.4, seen_margin_m=0.0125),
 }
+MAX_DISTANCE_M = 100.0  # Command.clearance_m when the floor reaches the vanishing line
 _WIDEST = 0.9  # the widest corridor NavConfig accepts, as a fraction of the image width
 
 
@@ -522,10 +526,10 @@ class Navigator:
     def distance_m(self, clearance: float) -> float | None:
         """Metres of floor ahead of the lens at a clearance (`Command.clearance`, a stop line).
 
-        None without a robot (no camera, no metres); inf when the clearance reaches the floor's
-        vanishing line.
+        None without a robot (no camera, no metres); at most MAX_DISTANCE_M (a clearance up to
+        the floor's vanishing line is infinitely far).
         """
-        return None if self.floor is None else self.floor.distance_of_depth(clearance)
+        return None if self.floor is None else min(self.floor.distance_of_depth(clearance), MAX_DISTANCE_M)
 
     def reset(self) -> None:
         """Forget the previous command and clearances, so the next step stands on its own."""
@@ -623,6 +627,6 @@ class Navigator:
                 throttle = min(throttle, previous.throttle + cfg.max_throttle_rise)
         throttle = _clamp(throttle, 0.0, 1.0)
 
-        command = Command(steering, throttle, stop, clearance, confidence, reason)
+        command = Command(steering, throttle, stop, clearance, confidence, reason, self.distance_m(clearance))
         self._previous = command
         return command
