@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgeseg.data.world import Camera, Pose, World, step_pose, top_down
+from edgeseg.data.world import World, top_down
+from edgeseg.robot import Camera, Pose, step_pose
 from edgeseg.errors import EdgesegError, SpecError, check_field_range
 from edgeseg.nav.navigator import NAV_MODES, NavConfig, Navigator
 
@@ -115,7 +116,7 @@ class SimConfig:
         if self.navigator not in NAVIGATORS:
             raise EdgesegError(f"SimConfig.navigator={self.navigator!r} is not one of {', '.join(NAVIGATORS)}")
         if not isinstance(self.camera, Camera):
-            raise EdgesegError(f"SimConfig.camera must be an edgeseg.data.world.Camera, got {self.camera!r}")
+            raise EdgesegError(f"SimConfig.camera must be an edgeseg.robot.Camera, got {self.camera!r}")
 
     @property
     def dt(self) -> float:
