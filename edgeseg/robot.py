@@ -3,8 +3,9 @@
 One model for a real RC car and the synthetic world's car: `Camera` is what the synthetic world
 renders through and what `NavConfig.for_camera` sets stop lines in metres from; `Robot` is the
 part a user measures on a real car (camera height above the floor, downward pitch, horizontal
-field of view, car width), independent of the image size the frames arrive at; `step_pose` is the
-car's kinematic bicycle model. Only numpy: it runs on the robot.
+field of view, car width), independent of the image size the frames arrive at; `Car` is the
+car's body (footprint, kinematic bicycle model `step_pose`, where the camera sits), one model for
+the simulator and the `synthetic://` source. Only numpy: it runs on the robot.
 
 A robot file is a small JSON object with the `Robot` fields (docs/streaming.md, "Your robot's
 camera"):
@@ -126,6 +127,32 @@ def step_pose(
 # Map picture
 
 
+
+
+@dataclass(frozen=True)
+class Car:
+    """The car's body: one model for the simulator's car and the synthetic source's.
+
+    Attributes:
+        radius_m: radius of the footprint disc (collisions, clearance).
+        wheelbase_m, max_steer_deg: the bicycle model (steering 1 = max_steer_deg at the wheels).
+        camera_forward_m: how far ahead of the footprint's centre the camera sits (at the bumper,
+            as on a real RC car).
+    """
+
+    radius_m: float = 0.15
+    wheelbase_m: float = 0.26
+    max_steer_deg: float = 30.0
+    camera_forward_m: float = 0.15
+
+    def step(self, pose: Pose, steering: float, speed_mps: float, dt: float) -> Pose:
+        """The pose after `dt` seconds at this steering and speed (`step_pose` with this car's geometry)."""
+        return step_pose(pose, steering, speed_mps, dt, self.wheelbase_m, self.max_steer_deg)
+
+    def camera_pose(self, pose: Pose) -> Pose:
+        """Where the camera is when the footprint's centre is at `pose`."""
+        return Pose(pose.x + self.camera_forward_m * math.cos(pose.heading),
+                    pose.y + self.camera_forward_m * math.sin(pose.heading), pose.heading)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import DataError
-from edgeseg.robot import Camera, Pose, step_pose  # the car's camera and kinematics, re-exported
+from edgeseg.robot import Camera, Pose  # the car's camera and pose live with the robot model (edgeseg.robot)
 
 # Class indices of the synthetic world (the order SyntheticDataset trains on).
 FLOOR, OBSTACLE, WALL, BACKGROUND = 0, 1, 2, 3

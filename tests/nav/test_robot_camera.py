@@ -106,3 +106,16 @@ def test_robot_from_flags_file_and_source(tmp_path):
         load_robot(tmp_path / "none.json")
     with pytest.raises(EdgesegError, match="camera_height_m=-0.1 is outside"):
         Robot(-0.1, 10.0, 90.0)
+
+
+def test_the_simulator_and_the_synthetic_source_drive_one_car():
+    from edgeseg.nav.sim import SimConfig
+    from edgeseg.stream.sources import SyntheticSource
+
+    with SyntheticSource(size="48x32", realtime=False) as source:
+        assert source.car == SimConfig().car
+        pose = source.pose
+        source.read()
+        _, mask = source.world.render(source.car.camera_pose(pose), source.camera)  # the camera at the bumper
+        np.testing.assert_array_equal(source.last_mask, mask)
+        assert not np.array_equal(mask, source.world.render(pose, source.camera)[1])  # not from the footprint's centre
