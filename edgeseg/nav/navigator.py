@@ -40,7 +40,6 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError, check_field_range
 from edgeseg.nav.freespace import FreeSpace, analyse_free_space
-
 from edgeseg.robot import Camera, Robot
 
 if TYPE_CHECKING:
@@ -427,7 +426,7 @@ class Navigator:
     somewhere new). The first command after a reset is not smoothed.
 
     With a `robot`, `config` is the mode adapted to the robot's camera at the size of the class
-    maps (`NavConfig.for_camera`), made again when that size changes (before the first map: a
+    maps (`NavConfig.for_camera`), made again when that size changes (before the first map: for
     `map_shape`), and `distance_m` turns clearances into metres of floor.
     """
 
