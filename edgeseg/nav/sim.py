@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgeseg.data.world import World, top_down
+from edgeseg.world import World, top_down
 from edgeseg.errors import EdgesegError, SpecError, check_field_range
 from edgeseg.nav.navigator import NAV_MODES, NavConfig, Navigator
 from edgeseg.robot import Camera, Car, Pose

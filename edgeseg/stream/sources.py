@@ -840,7 +840,7 @@ class SyntheticSource(Source):
         speed: float = 0.8,
         frames: int | None = None,
     ) -> None:
-        from edgeseg.data.world import World
+        from edgeseg.world import World
         from edgeseg.robot import Camera, Car
 
         frame = parse_size(size, width_first=True)

@@ -10,7 +10,7 @@ import pytest
 
 from edgeseg.data.base import SegDataset
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticDataset, synthetic_classes
-from edgeseg.data.world import (
+from edgeseg.world import (
     BACKGROUND,
     FLOOR,
     OBSTACLE,

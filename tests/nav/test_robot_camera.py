@@ -21,7 +21,7 @@ FLOOR, WALL = 0, 2
 
 def test_commands_on_a_recorded_synthetic_drive_are_unchanged():
     """Commands recorded before the navigator took a Robot (camera= path), replayed through robot=."""
-    from edgeseg.data.world import World
+    from edgeseg.world import World
 
     recorded = json.loads(RECORDED.read_text())
     camera = Camera(**recorded["camera"])
