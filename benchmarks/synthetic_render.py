@@ -23,7 +23,7 @@ import numpy as np
 from _table import print_table, write_json
 
 from edgeseg.data.synthetic import SYNTHETIC_PALETTE, SyntheticDataset
-from edgeseg.data.world import Camera, Lighting, World
+from edgeseg.world import Camera, Lighting, World
 from edgeseg.fileio import atomic_path
 
 

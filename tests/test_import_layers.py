@@ -21,9 +21,9 @@ PACKAGE_DIR = Path(edgeseg.__file__).parent
 # Floors, lowest first. A module may import modules on its own floor or below, never above.
 LAYERS: tuple[frozenset[str], ...] = (
     # the ground floor: what every artifact and message is made of ("edgeseg" is the package root)
-    frozenset({"edgeseg", "errors", "spec", "fileio", "size", "artifact", "onnxmeta", "evalmetrics"}),
+    frozenset({"edgeseg", "errors", "spec", "fileio", "size", "artifact", "onnxmeta", "evalmetrics", "robot"}),
     # what the robot and the data are: datasets, Keras builders, runners, navigation
-    frozenset({"data", "models", "runtime", "nav"}),
+    frozenset({"data", "models", "runtime", "nav", "world"}),
     # the stages that make and judge artifacts
     frozenset({"calib", "export", "train", "verify", "bench"}),
     # what puts the stages together: live streams, engine building

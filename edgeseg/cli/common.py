@@ -226,3 +226,32 @@ def spec_from_args(args: argparse.Namespace, model_path: object):
             + " (`edgeseg inspect` shows what the model has)"
         )
     return found.spec
+
+
+# --- the robot: its camera and width, for navigation in metres --------------------------------
+
+
+ROBOT_DESTS = ("robot", "camera_height", "camera_pitch", "hfov", "car_width")  # the flags below
+
+
+def add_robot_arguments(parser: argparse.ArgumentParser) -> None:
+    """--robot FILE and the single values that override it (docs/streaming.md, "Your robot's camera")."""
+    group = parser.add_argument_group(
+        "robot (the navigator's stop lines in metres; default: none, or the synthetic source's own camera)")
+    group.add_argument("--robot", metavar="FILE",
+                       help="JSON robot file: camera_height_m, camera_pitch_deg, hfov_deg and optional car_width_m")
+    group.add_argument("--camera-height", type=positive_float, metavar="M",
+                       help="height of the camera's lens above the floor, in metres")
+    group.add_argument("--camera-pitch", type=number, metavar="DEG",
+                       help="how far the camera looks down from level, in degrees (down positive)")
+    group.add_argument("--hfov", type=positive_float, metavar="DEG",
+                       help="horizontal field of view of the frames, in degrees")
+    group.add_argument("--car-width", type=positive_float, metavar="M", help="the car's width in metres (default 0.3)")
+
+
+def robot_from_args(args: argparse.Namespace, fallback=None):
+    """The `edgeseg.robot.Robot` from the flags over --robot FILE over `fallback`; None when none is given."""
+    from edgeseg.robot import resolve_robot
+
+    return resolve_robot(args.robot, fallback, camera_height_m=args.camera_height, camera_pitch_deg=args.camera_pitch,
+                         hfov_deg=args.hfov, car_width_m=args.car_width)

@@ -66,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--no-legend", action="store_true", help="no class legend in the view")
 
     common.add_spec_arguments(parser)
+    common.add_robot_arguments(parser)
 
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--max-frames", type=common.positive_int, metavar="N", help="stop after N processed frames")
@@ -93,6 +94,7 @@ def source_uri(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from edgeseg.errors import EdgesegError, SpecError
     from edgeseg.nav import Navigator
+    from edgeseg.robot import Robot
     from edgeseg.runtime import Segmenter
     from edgeseg.stream import sources
     from edgeseg.stream.pipeline import PipelineConfig, StreamPipeline
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     check_view(args.view, args.alpha)
     if args.commands and args.no_nav:
         raise EdgesegError("--commands sends navigation commands; drop --no-nav")
+    if args.no_nav and any(getattr(args, dest) is not None for dest in common.ROBOT_DESTS):
+        raise EdgesegError("--robot, --camera-height, --camera-pitch, --hfov and --car-width are for navigation; "
+                           "drop --no-nav")
     config = PipelineConfig(view=args.view, alpha=args.alpha, legend=not args.no_legend, max_frames=args.max_frames,
                             pace_reads=not args.read_ahead, command_timeout_s=args.command_timeout)
 
@@ -152,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
             uri, width=args.width, height=args.height, fps=args.fps, loop=args.loop))
         navigator = None
         if not args.no_nav:
-            # A source that knows its camera (the synthetic world) gets the mode adapted to it, as
-            # `edgeseg sim` drives; any other source drives the NAV_MODES row as it is.
-            navigator = Navigator.from_spec(segmenter.spec, args.mode, camera=getattr(source, "camera", None))
+            # With a camera (flags > --robot file > the synthetic source's own) the mode is adapted
+            # to it, stop lines in metres, as `edgeseg sim` drives; without, the NAV_MODES row as it is.
+            own = getattr(source, "camera", None)
+            robot = common.robot_from_args(args, Robot.from_camera(own) if own is not None else None)
+            navigator = Navigator.from_spec(segmenter.spec, args.mode, robot=robot)
         if recording is not None:
             recording.fps = source.fps or 30.0
         telemetry.info.update(model=str(args.model), backend=segmenter.backend_name)

@@ -5,7 +5,7 @@ free pose (40% close to and facing an obstacle, because that is what a robot mus
 brushing past a wall or obstacle, because that is what it sees while it drives along one) with
 random lighting, camera pitch, mount height and field of view. The same
 (seed, i) always gives the same bytes; other seeds give other worlds, which is how validation
-sets are held out. Only numpy and OpenCV (see edgeseg.data.world).
+sets are held out. Only numpy and OpenCV (see edgeseg.world).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeseg.data.base import ClassInfo
-from edgeseg.data.world import (
+from edgeseg.world import (
     Camera,
     Lighting,
     Pose,

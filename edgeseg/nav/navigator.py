@@ -13,8 +13,9 @@ filling the frame looks like floor to a small model):
 - Stop quickly, go slowly: the clearance the car drives on is the smallest of the last
   `free_frames` frames, so free space must persist before the car speeds up or drives on after
   a stop, while a blocked frame brakes at once.
-- With a known camera (`NavConfig.for_camera`, `Navigator.from_spec(..., camera=...)`) the mode's
-  stop and slow-down lines are set in metres on the floor, where the camera sees the car's whole
+- With a known camera (`NavConfig.for_camera`, `Navigator.from_spec(..., robot=...)` with an
+  `edgeseg.robot.Robot`, on a real car as in the synthetic world) the mode's stop and slow-down
+  lines are set in metres on the floor, where the camera sees the car's whole
   path, and any image column with traversable pixels above the floor's vanishing line (physically
   impossible on a flat floor) counts as blocked.
 
@@ -33,12 +34,13 @@ import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from edgeseg.errors import EdgesegError, check_field_range
 from edgeseg.nav.freespace import FreeSpace, analyse_free_space
+from edgeseg.robot import Camera, Robot
 
 if TYPE_CHECKING:
     from edgeseg.spec import ModelSpec
@@ -67,6 +69,8 @@ class Command:
         confidence: in [0, 1], how much the class map can be trusted (classified, not
             fragmented).
         reason: one of REASONS.
+        clearance_m: the clearance in metres of floor ahead of the lens when the navigator knows
+            the robot's camera (`Navigator.distance_m`), else None.
     """
 
     steering: float
@@ -75,6 +79,7 @@ class Command:
     clearance: float
     confidence: float
     reason: str
+    clearance_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class NavConfig:
             )
 
     @classmethod
-    def for_camera(cls, mode: str, camera: Any, car_width_m: float = 0.3) -> "NavConfig":
+    def for_camera(cls, mode: str, camera: Camera, car_width_m: float = 0.3) -> "NavConfig":
         """A mode's NAV_MODES row adapted to a known camera and car; see CAMERA_MODES.
 
         The mode table is in image fractions and knows no camera. On a low, wide camera such as
@@ -226,9 +231,9 @@ class NavConfig:
 
         Args:
             mode: a key of NAV_MODES.
-            camera: the camera the class maps come from: anything with width, height (pixels),
-                hfov_deg, mount_height_m and pitch_deg (down positive), such as
-                `edgeseg.data.world.Camera`. Class maps must have its aspect ratio.
+            camera: the camera the class maps come from (`edgeseg.robot.Camera`, or anything
+                with its width, height, hfov_deg, mount_height_m and pitch_deg). Class maps
+                must have its aspect ratio; `Navigator(..., robot=)` adapts to each map's size.
             car_width_m: the car's width.
         """
         if mode not in NAV_MODES:
@@ -291,7 +296,7 @@ class FloorGeometry:
     horizon: float
 
     @classmethod
-    def of(cls, camera: Any, horizon: float) -> "FloorGeometry":
+    def of(cls, camera: Camera, horizon: float) -> "FloorGeometry":
         """The geometry of a camera object with width, height, hfov_deg, mount_height_m, pitch_deg."""
         try:
             width, height = int(camera.width), int(camera.height)
@@ -299,7 +304,7 @@ class FloorGeometry:
         except (AttributeError, TypeError, ValueError):
             raise EdgesegError(
                 f"the navigator needs a camera with width, height, hfov_deg, mount_height_m and pitch_deg "
-                f"(e.g. edgeseg.data.world.Camera), got {camera!r}"
+                f"(e.g. edgeseg.robot.Camera), got {camera!r}"
             ) from None
         if width < 1 or height < 1 or not 1.0 <= hfov < 180.0 or mount <= 0.0 or not -80.0 < pitch < 80.0:
             raise EdgesegError(
@@ -335,6 +340,20 @@ class FloorGeometry:
             return 0.0  # at or above the vanishing line the floor is infinitely far
         distance = self.mount_height_m / below  # along the optical axis
         return width_m * self.focal_px / (distance * self.width)
+
+    def distance_of_depth(self, depth: float) -> float:
+        """Metres of floor ahead of the lens at a ground depth (inf at or above the vanishing line).
+
+        The inverse of `depth_at`: the floor d ahead shows at image height
+        y = (h cos(pitch) - d sin(pitch)) / (d cos(pitch) + h sin(pitch)) focal lengths below the centre.
+        """
+        top = min(int(self.horizon * self.height), self.height - 1)
+        y = (self.height - depth * (self.height - top) - self.height / 2) / self.focal_px
+        cos, sin = math.cos(self.pitch), math.sin(self.pitch)
+        below = y * cos + sin
+        if below <= 1e-12:
+            return math.inf
+        return self.mount_height_m * (cos - y * sin) / below
 
     def depth_where_image_spans(self, width_m: float) -> float:
         """Ground depth of the image row whose floor is `width_m` wide from edge to edge.
@@ -375,6 +394,7 @@ CAMERA_MODES: dict[str, CameraMode] = {
     "balanced": CameraMode(stop_m=0.25, slow_m=0.5, seen_margin_m=0.025),
     "adventurous": CameraMode(stop_m=0.2, slow_m=0.4, seen_margin_m=0.0125),
 }
+MAX_DISTANCE_M = 100.0  # Command.clearance_m when the floor reaches the vanishing line
 _WIDEST = 0.9  # the widest corridor NavConfig accepts, as a fraction of the image width
 
 
@@ -404,6 +424,10 @@ class Navigator:
     The only state is the previous command, used to smooth the next one, and the clearances of
     the last `free_frames - 1` frames; `reset()` forgets them (call it when the car is put
     somewhere new). The first command after a reset is not smoothed.
+
+    With a `robot`, `config` is the mode adapted to the robot's camera at the size of the class
+    maps (`NavConfig.for_camera`), made again when that size changes (before the first map: for
+    `map_shape`), and `distance_m` turns clearances into metres of floor.
     """
 
     def __init__(
@@ -413,6 +437,8 @@ class Navigator:
         config: NavConfig | None = None,
         *,
         ignore_index: int = 255,
+        robot: Robot | None = None,
+        map_shape: tuple[int, int] = (480, 640),
     ) -> None:
         """
         Args:
@@ -421,6 +447,9 @@ class Navigator:
             config: all parameters; when given it is used instead of the mode's row (the mode
                 then only names it).
             ignore_index: the class map value of unclassified pixels.
+            robot: the car and its camera, when known: the mode is adapted to them. Not
+                together with `config`.
+            map_shape: with a robot, the class maps' (height, width) to adapt to before the first.
         """
         if mode not in NAV_MODES:
             raise EdgesegError(f"unknown navigation mode {mode!r}; choose one of {', '.join(NAV_MODES)}")
@@ -436,8 +465,16 @@ class Navigator:
                 f"traversable class ids {bad} are not class indices of a uint8 class map "
                 f"(0-255, other than the ignore index {ignore_index})"
             )
+        if robot is not None and config is not None:
+            raise EdgesegError("give the navigator a robot or a config, not both; "
+                               "NavConfig.for_camera(mode, robot.camera(width, height)) makes the config for a camera")
         self.mode = mode
+        self.robot = robot
+        self.floor: FloorGeometry | None = None  # the camera's floor, with a robot
+        self._map_shape: tuple[int, int] | None = None
         self.config: NavConfig = config if config is not None else NAV_MODES[mode]
+        if robot is not None:
+            self._adapt((int(map_shape[0]), int(map_shape[1])))
         self.traversable = ids
         self.ignore_index = int(ignore_index)
         self._lut = np.zeros(256, dtype=bool)
@@ -452,13 +489,15 @@ class Navigator:
 
     @classmethod
     def from_spec(
-        cls, spec: "ModelSpec", mode: str = "safe", config: NavConfig | None = None, *, camera: Any = None
+        cls, spec: "ModelSpec", mode: str = "safe", config: NavConfig | None = None, *,
+        robot: Robot | None = None, camera: Camera | None = None,
     ) -> "Navigator":
         """A navigator for a model's class maps, driving on the spec's traversable classes.
 
         Args:
-            camera: the camera the frames come from, when known (see `NavConfig.for_camera`):
-                the mode is then adapted to it. Not together with `config`.
+            robot: the car and its camera, when known (see `Navigator`): the mode is then
+                adapted to them. Not together with `config`.
+            camera: a synthetic-world camera instead of a robot (`Robot.from_camera`, 0.3 m car).
         """
         if not spec.traversable:
             raise EdgesegError(
@@ -466,11 +505,30 @@ class Navigator:
                 "set traversable in the spec, e.g. traversable=('floor',)"
             )
         if camera is not None:
-            if config is not None:
-                raise EdgesegError("give the navigator a camera or a config, not both; "
-                                   "NavConfig.for_camera(mode, camera) makes the config for a camera")
-            config = NavConfig.for_camera(mode, camera)
-        return cls(spec.traversable_ids, mode, config, ignore_index=spec.ignore_index)
+            if robot is not None:
+                raise EdgesegError("give the navigator a robot or a camera, not both")
+            robot = Robot.from_camera(camera)
+            shape = (int(camera.height), int(camera.width))
+        else:
+            shape = (480, 640)
+        return cls(spec.traversable_ids, mode, config, ignore_index=spec.ignore_index, robot=robot, map_shape=shape)
+
+    def _adapt(self, shape: tuple[int, int]) -> None:
+        """With a robot: the mode adapted to its camera at this class map size (once per size)."""
+        if self.robot is None or shape == self._map_shape:
+            return
+        camera = self.robot.camera(shape[1], shape[0])
+        self.config = NavConfig.for_camera(self.mode, camera, self.robot.car_width_m)
+        self.floor = FloorGeometry.of(camera, self.config.horizon)
+        self._map_shape = shape
+
+    def distance_m(self, clearance: float) -> float | None:
+        """Metres of floor ahead of the lens at a clearance (`Command.clearance`, a stop line).
+
+        None without a robot (no camera, no metres); at most MAX_DISTANCE_M (a clearance up to
+        the floor's vanishing line is infinitely far).
+        """
+        return None if self.floor is None else min(self.floor.distance_of_depth(clearance), MAX_DISTANCE_M)
 
     def reset(self) -> None:
         """Forget the previous command and clearances, so the next step stands on its own."""
@@ -480,6 +538,7 @@ class Navigator:
     def free_space(self, class_map: np.ndarray) -> FreeSpace:
         """The free-space measurement step() plans on (for debugging and drawing)."""
         _check_class_map(class_map)
+        self._adapt(class_map.shape)
         cfg = self.config
         return analyse_free_space(
             class_map, self._lut, horizon=cfg.horizon, min_obstacle_rows=cfg.min_obstacle_rows,
@@ -567,6 +626,6 @@ class Navigator:
                 throttle = min(throttle, previous.throttle + cfg.max_throttle_rise)
         throttle = _clamp(throttle, 0.0, 1.0)
 
-        command = Command(steering, throttle, stop, clearance, confidence, reason)
+        command = Command(steering, throttle, stop, clearance, confidence, reason, self.distance_m(clearance))
         self._previous = command
         return command

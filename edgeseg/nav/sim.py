@@ -3,7 +3,7 @@
 Each step (at `SimConfig.hz`) renders the camera frame from the car's pose, turns it into a class
 map (a model through `perceiver_from_model`, or the renderer's exact mask with `"oracle"`), asks
 the `Navigator` for a command and moves the car with the kinematic bicycle model of
-`edgeseg.data.world.step_pose` at `throttle * max_speed_mps`. An episode ends after
+`edgeseg.robot.Car` (`SimConfig.car`) at `throttle * max_speed_mps`. An episode ends after
 `max_seconds` or when the car's footprint (a disc of `car_radius_m`) touches a solid: a collision.
 Episode i is world `World.generate(seed + i)` from a seeded random free start pose, so every mode
 and every model drives the same worlds from the same starts.
@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgeseg.data.world import Camera, Pose, World, step_pose, top_down
+from edgeseg.world import World, top_down
 from edgeseg.errors import EdgesegError, SpecError, check_field_range
 from edgeseg.nav.navigator import NAV_MODES, NavConfig, Navigator
+from edgeseg.robot import Camera, Car, Pose
 
 if TYPE_CHECKING:
     from edgeseg.spec import ModelSpec
@@ -115,11 +116,16 @@ class SimConfig:
         if self.navigator not in NAVIGATORS:
             raise EdgesegError(f"SimConfig.navigator={self.navigator!r} is not one of {', '.join(NAVIGATORS)}")
         if not isinstance(self.camera, Camera):
-            raise EdgesegError(f"SimConfig.camera must be an edgeseg.data.world.Camera, got {self.camera!r}")
+            raise EdgesegError(f"SimConfig.camera must be an edgeseg.robot.Camera, got {self.camera!r}")
 
     @property
     def dt(self) -> float:
         return 1.0 / self.hz
+
+    @property
+    def car(self) -> Car:
+        """The car these fields describe (the same model the `synthetic://` source drives)."""
+        return Car(self.car_radius_m, self.wheelbase_m, self.max_steer_deg, self.camera_forward_m)
 
     @property
     def steps(self) -> int:
@@ -418,7 +424,7 @@ def _run_episode(
     config: SimConfig,
     tick: Callable[[int], Any],
 ) -> Episode:
-    world, pose, dt, radius = scene.world, scene.start, config.dt, config.car_radius_m
+    world, pose, dt, radius, car = scene.world, scene.start, config.dt, config.car_radius_m, config.car
     clearance = float(world.clearance(pose.x, pose.y))
     min_clearance = clearance - radius
     if min_clearance < 0:
@@ -437,9 +443,7 @@ def _run_episode(
     steps = 0
     for steps in range(1, config.steps + 1):
         tick(1)
-        camera_pose = Pose(pose.x + config.camera_forward_m * math.cos(pose.heading),
-                           pose.y + config.camera_forward_m * math.sin(pose.heading), pose.heading)
-        rgb, mask = world.render(camera_pose, config.camera)
+        rgb, mask = world.render(car.camera_pose(pose), config.camera)
         class_map = mask if perceive is None else _check_class_map(perceive(rgb), rgb)
         command = navigator.step(class_map)
         previous_speed = speed
@@ -507,7 +511,7 @@ def _reverse(world: World, pose: Pose, clearance: float, away: float, config: Si
         return None
     best: tuple[Pose, float] | None = None
     for steering in (away, 0.0, -away):
-        nxt = step_pose(pose, steering, speed, config.dt, config.wheelbase_m, config.max_steer_deg)
+        nxt = config.car.step(pose, steering, speed, config.dt)
         gap = float(world.clearance(nxt.x, nxt.y))
         if gap >= config.car_radius_m + config.rear_margin_m or gap >= clearance:
             return nxt, gap
@@ -525,9 +529,9 @@ def _drive(world: World, pose: Pose, steering: float, speed: float, dt: float, c
     Returns (new pose, its clearance, whether it collided).
     """
     substeps = max(1, math.ceil(speed * dt / _SUBSTEP_M))
-    poses = [pose]
+    poses, car = [pose], config.car
     for _ in range(substeps):
-        poses.append(step_pose(poses[-1], steering, speed, dt / substeps, config.wheelbase_m, config.max_steer_deg))
+        poses.append(car.step(poses[-1], steering, speed, dt / substeps))
     gaps = np.asarray(world.clearance([p.x for p in poses[1:]], [p.y for p in poses[1:]]))
     touching = np.flatnonzero(gaps < config.car_radius_m)
     if len(touching):

@@ -467,6 +467,7 @@ def command_record(result: FrameResult, latency_s: float) -> dict[str, Any]:
         "confidence": round(command.confidence, 4),
         "reason": command.reason,
         "latency_ms": round(latency_s * 1000.0, 3),
+        "clearance_m": None if command.clearance_m is None else round(command.clearance_m, 3),
     }
 
 
@@ -480,7 +481,7 @@ def stop_record(kind: str, reason: str, frame: int) -> dict[str, Any]:
     """
     return {
         "kind": kind, "frame": frame, "timestamp": round(time.time(), 6), "steering": 0.0, "throttle": 0.0,
-        "stop": True, "clearance": 0.0, "confidence": 0.0, "reason": reason, "latency_ms": None,
+        "stop": True, "clearance": 0.0, "confidence": 0.0, "reason": reason, "latency_ms": None, "clearance_m": None,
     }
 
 
@@ -488,7 +489,8 @@ class CommandSink:
     """Sends one JSON object per frame with the driving command (`--commands FILE|-|udp://host:port`).
 
     Fields: frame, timestamp (capture wall time, Unix seconds), steering, throttle, stop, clearance,
-    confidence, reason, latency_ms (capture to this line being sent).
+    confidence, reason, latency_ms (capture to this line being sent), clearance_m (metres, with a
+    known robot camera; else null).
 
     A file is written as it goes, one flushed line per frame, so a controller can follow it
     (`tail -f`); `-` is standard output; `udp://host:port` sends each object as one datagram

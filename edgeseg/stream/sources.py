@@ -818,15 +818,15 @@ class SyntheticSource(Source):
     | speed            | 0.8     | car speed in m/s                                                  |
     | frames           | none    | END after this many frames                                        |
 
-    The car never drives through solids: when it is about to hit one it is put down at a new
-    random free pose (a cut in the video). Frames come from `World.render` with neutral lighting,
+    The car is `edgeseg.robot.Car()`, the simulator's default car (camera at the front bumper);
+    it never drives through solids: when it is about to hit one it is put down at a new random
+    free pose (a cut in the video). Frames come from `World.render` with neutral lighting,
     so the same options give the same frames. `last_mask` holds the true class map of the last
     frame (FLOOR, OBSTACLE, WALL, BACKGROUND).
     """
 
     OPTIONS = ("seed", "size", "width", "height", "fps", "realtime", "policy", "speed", "frames")
     POLICIES = ("wander", "slalom")
-    CAR_RADIUS_M = 0.15
 
     def __init__(
         self,
@@ -840,7 +840,8 @@ class SyntheticSource(Source):
         speed: float = 0.8,
         frames: int | None = None,
     ) -> None:
-        from edgeseg.data.world import Camera, World
+        from edgeseg.world import World
+        from edgeseg.robot import Camera, Car
 
         frame = parse_size(size, width_first=True)
         frame_width, frame_height = int(width or frame.width), int(height or frame.height)
@@ -857,6 +858,7 @@ class SyntheticSource(Source):
         self.speed = float(speed)
         self.limit = None if frames is None else int(frames)
         self.camera = Camera(width=frame_width, height=frame_height)
+        self.car = Car()
         self.world = World.generate(self.seed)
         self._rng = np.random.default_rng(self.seed)
         self.pose = self.world.random_free_pose(self._rng, margin_m=0.5)
@@ -867,8 +869,6 @@ class SyntheticSource(Source):
         super().__init__(f"synthetic://?{query}", fps)
 
     def _read(self, timeout: float | None) -> Read:
-        from edgeseg.data.world import step_pose
-
         index = self.stats.frames
         if self.limit is not None and index >= self.limit:
             return Read(ReadStatus.END, message=f"end of {self.uri} ({self.limit} frames)")
@@ -884,12 +884,12 @@ class SyntheticSource(Source):
                 return Read(ReadStatus.TIMEOUT, message=f"next frame of {self.uri} not due yet")
             if wait > 0 and self._wait(wait):
                 return Read(ReadStatus.END, message=f"{self.uri} was interrupted")
-        rgb, mask = self.world.render(self.pose, self.camera)
+        rgb, mask = self.world.render(self.car.camera_pose(self.pose), self.camera)
         self.last_mask = mask
-        self._drive(index, step_pose)  # before delivery: the frame's timestamp is when read() returns it
+        self._drive(index)  # before delivery: the frame's timestamp is when read() returns it
         return self._deliver(rgb)
 
-    def _drive(self, index: int, step_pose: Callable[..., Any]) -> None:
+    def _drive(self, index: int) -> None:
         """Move the car one frame along the policy; respawn it if it would hit something."""
         dt = 1.0 / self.fps
         if self.policy == "slalom":
@@ -897,9 +897,9 @@ class SyntheticSource(Source):
         else:
             target = self._wander_steering()
         self._steering += 0.5 * (target - self._steering)
-        pose = step_pose(self.pose, self._steering, self.speed, dt)
-        ahead = step_pose(pose, self._steering, self.speed, 0.3)  # about to hit something?
-        if self.world.collides(ahead.x, ahead.y, self.CAR_RADIUS_M):
+        pose = self.car.step(self.pose, self._steering, self.speed, dt)
+        ahead = self.car.step(pose, self._steering, self.speed, 0.3)  # about to hit something?
+        if self.world.collides(ahead.x, ahead.y, self.car.radius_m):
             pose = self.world.random_free_pose(self._rng, margin_m=0.5)
             self._steering = 0.0
         self.pose = pose

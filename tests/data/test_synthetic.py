@@ -10,7 +10,7 @@ import pytest
 
 from edgeseg.data.base import SegDataset
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticDataset, synthetic_classes
-from edgeseg.data.world import (
+from edgeseg.world import (
     BACKGROUND,
     FLOOR,
     OBSTACLE,
@@ -22,10 +22,10 @@ from edgeseg.data.world import (
     Pose,
     World,
     WallSegment,
-    step_pose,
     top_down,
 )
 from edgeseg.errors import DataError
+from edgeseg.robot import step_pose
 
 FLAT = Lighting(ambient=1.0, falloff_m=math.inf)  # no shading: colours are the textures' own
 
