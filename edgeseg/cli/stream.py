@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeseg.cli import common
+
+if TYPE_CHECKING:
+    from edgeseg.stream.runner import StreamOptions
 
 HELP = "run a model live on a camera, video, RTSP stream, image folder or the synthetic world"
 NAV_MODE_CHOICES = ("safe", "balanced", "adventurous")
@@ -92,7 +95,7 @@ def source_uri(args: argparse.Namespace) -> str:
     return str(args.source)
 
 
-def options_from_args(args: argparse.Namespace) -> Any:
+def options_from_args(args: argparse.Namespace) -> StreamOptions:
     """The parsed flags as StreamOptions (all the wiring lives in `edgeseg.stream.run`)."""
     from edgeseg.stream.runner import StreamOptions
 
