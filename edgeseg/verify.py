@@ -641,7 +641,7 @@ def _footage_frames(images, video, max_frames: int | None) -> tuple[Iterator[tup
     Returns (frames, how many there will be if known, a description); closing the frames
     generator closes the source.
     """
-    from edgeseg.stream.sources import ImageFolderSource, VideoFileSource
+    from edgeseg.sources import ImageFolderSource, VideoFileSource
 
     if video is not None:
         source, where = VideoFileSource(video), f"video {video}"

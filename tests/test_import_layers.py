@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     # the ground floor: what every artifact and message is made of ("edgeseg" is the package root)
     frozenset({"edgeseg", "errors", "spec", "fileio", "size", "artifact", "onnxmeta", "evalmetrics"}),
     # what the robot and the data are: datasets, Keras builders, runners, navigation
-    frozenset({"data", "models", "runtime", "nav"}),
+    frozenset({"data", "models", "runtime", "nav", "sources"}),
     # the stages that make and judge artifacts
     frozenset({"calib", "export", "train", "verify", "bench"}),
     # what puts the stages together: live streams, engine building
@@ -39,10 +39,6 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     # sensitivity borrows quantize's private session builder, and quantize runs the sensitivity
     # search: a circle. Both should use one ONNX Runtime session builder.
     ("edgeseg.calib.sensitivity", "edgeseg.calib.quantize"): "issue 13 part 1/6: one ORT session builder",
-    # verify reads unlabelled footage in order, at full size, through the stream's image-folder and
-    # video sources: the sources need nothing from the stream pipeline and belong on a lower floor
-    # (their own package, when stream/sources.py is split by source family).
-    ("edgeseg.verify", "edgeseg.stream.sources"): "issue 13 part 6: frame sources below verify",
 }
 
 

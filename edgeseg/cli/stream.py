@@ -100,12 +100,13 @@ def options_from_args(args: argparse.Namespace) -> StreamOptions:
     from edgeseg.stream.runner import StreamOptions
 
     return StreamOptions(
-        source=source_uri(args), model=args.model, outputs=tuple(args.sink or ()), commands=tuple(args.commands or ()), record=args.record,
-        save_frames=args.save_frames, serve=args.serve, show=args.show, backend=args.backend,
-        threads=args.threads, verify_engine=not args.no_verify_engine, spec=common.spec_from_args(args, args.model),
-        mode=args.mode, nav=not args.no_nav, width=args.width, height=args.height, fps=args.fps, loop=args.loop,
-        max_frames=args.max_frames, read_ahead=args.read_ahead, command_timeout_s=args.command_timeout,
-        view=args.view, alpha=args.alpha, legend=not args.no_legend, telemetry=args.telemetry, status=args.status,
+        source=source_uri(args), model=args.model, outputs=tuple(args.sink or ()),
+        commands=tuple(args.commands or ()), record=args.record, save_frames=args.save_frames, serve=args.serve,
+        show=args.show, backend=args.backend, threads=args.threads, verify_engine=not args.no_verify_engine,
+        spec=common.spec_from_args(args, args.model), mode=args.mode, nav=not args.no_nav, width=args.width,
+        height=args.height, fps=args.fps, loop=args.loop, max_frames=args.max_frames, read_ahead=args.read_ahead,
+        command_timeout_s=args.command_timeout, view=args.view, alpha=args.alpha, legend=not args.no_legend,
+        telemetry=args.telemetry, status=args.status,
     )
 
 
