@@ -16,6 +16,7 @@ over. The TensorRT stage runs only where TensorRT and a GPU are present.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -306,13 +307,12 @@ def _sim(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
 
     json_path = paths.sim_dir / "sim.json"
     picture = paths.sim_dir / "trajectories.png"
-    _same_as(log, f"edgeseg sim --model {paths.cpu_engine} --mode {','.join(DEMO_MODES)} "
-                  f"--episodes {config.episodes} --seconds {config.sim_seconds:g} --json {json_path} "
-                  f"--picture {picture}")
-    result = run_sim(SimRunOptions(
+    options = SimRunOptions(
         model=paths.cpu_engine, modes=DEMO_MODES, config=SimConfig(episodes=config.episodes,
                                                                    max_seconds=config.sim_seconds),
-        json=json_path, picture=picture, progress=config.progress), log=log)
+        json=json_path, picture=picture, progress=config.progress)
+    _same_as(log, "edgeseg " + shlex.join(options.to_argv()))
+    result = run_sim(options, log=log)
     log("per mode, the same worlds from the same starts:\n" + result.table)
     pictures = {mode: str(path) for mode, path in result.pictures.items()}
     return {"json": str(json_path), "outputs": [str(json_path)], "summary": result.to_dict()["summary"],
@@ -322,13 +322,12 @@ def _sim(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
 def _stream(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
     from edgeseg.stream import StreamOptions, run
 
-    _same_as(log, f"edgeseg stream --source '{DEMO_STREAM_SOURCE}' --model {paths.cpu_engine} --mode safe "
-                  f"--max-frames {config.stream_frames} --record {paths.drive} --commands {paths.commands} "
-                  f"--telemetry {paths.telemetry} --view overlay")
-    summary = run(StreamOptions(
+    options = StreamOptions(
         source=DEMO_STREAM_SOURCE, model=paths.cpu_engine, mode="safe", max_frames=config.stream_frames,
         record=str(paths.drive), commands=(str(paths.commands),), telemetry=str(paths.telemetry), view="overlay",
-        status=None if config.progress else False), log=log)
+        status=None if config.progress else False)
+    _same_as(log, "edgeseg " + shlex.join(options.to_argv()))
+    summary = run(options, log=log)
     lines = paths.commands.read_text().splitlines()
     frames = sum(json.loads(line)["kind"] == "frame" for line in lines)  # one per frame, then stop lines
     return {"video": str(paths.drive), "commands": str(paths.commands), "telemetry": str(paths.telemetry),

@@ -49,6 +49,27 @@ class SimRunOptions:
     max_collisions: int | None = None
     progress: bool | None = None
 
+    def to_argv(self) -> list[str]:
+        """The `edgeseg sim` arguments for this run, to print what it does by hand (defaults left out).
+
+        Only the SimConfig fields `edgeseg sim` has flags for are rendered; a `spec` is not.
+        """
+        argv = ["sim", "--model", str(self.model), "--mode", ",".join(self.modes)]
+        config, default = self.config, SimConfig()
+        for value, default_value, flag in (
+                (config.episodes, default.episodes, "--episodes"),
+                (config.max_seconds, default.max_seconds, "--seconds"),
+                (config.seed, default.seed, "--seed"), (config.hz, default.hz, "--hz"),
+                (config.max_speed_mps, default.max_speed_mps, "--max-speed"),
+                (config.navigator, default.navigator, "--navigator"), (self.backend, "auto", "--backend"),
+                (self.threads, None, "--threads"), (self.json, None, "--json"), (self.picture, None, "--picture"),
+                (self.max_collisions, None, "--max-collisions")):
+            if value != default_value:
+                argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if self.progress is not None:
+            argv.append("--progress" if self.progress else "--no-progress")
+        return argv
+
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.modes if mode not in NAV_MODES]
         if not self.modes or unknown or len(set(self.modes)) != len(self.modes):

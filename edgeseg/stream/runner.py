@@ -94,6 +94,32 @@ class StreamOptions:
     status: bool | None = None
     handle_signals: bool = True
 
+    def to_argv(self) -> list[str]:
+        """The `edgeseg stream` arguments for this run, to print what it does by hand.
+
+        Defaults are left out. A `spec` is not rendered: give it as spec flags or write it into the model.
+        """
+        argv = ["stream", "--source", self.source, "--model", str(self.model)]
+        default = StreamOptions(source=self.source, model=self.model)
+        for name, flag in (("backend", "--backend"), ("threads", "--threads"), ("mode", "--mode"),
+                           ("width", "--width"), ("height", "--height"), ("fps", "--fps"),
+                           ("max_frames", "--max-frames"), ("record", "--record"), ("save_frames", "--save-frames"),
+                           ("serve", "--serve"), ("telemetry", "--telemetry"), ("view", "--view"),
+                           ("alpha", "--alpha"), ("command_timeout_s", "--command-timeout")):
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        for name, flag in (("outputs", "--sink"), ("commands", "--commands")):
+            for target in getattr(self, name):
+                argv += [flag, str(target)]
+        for name, when, flag in (("show", True, "--show"), ("loop", True, "--loop"),
+                                 ("read_ahead", True, "--read-ahead"), ("nav", False, "--no-nav"),
+                                 ("verify_engine", False, "--no-verify-engine"), ("legend", False, "--no-legend"),
+                                 ("status", True, "--status"), ("status", False, "--no-status")):
+            if getattr(self, name) is when:
+                argv.append(flag)
+        return argv
+
     def sink_targets(self) -> list[tuple[str, str | None]]:
         """(target, kind) for every output, in the order the CLI always made them."""
         targets: list[tuple[str, str | None]] = [(str(t), "commands") for t in self.commands]

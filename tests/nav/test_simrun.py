@@ -61,3 +61,22 @@ def test_max_collisions_marks_the_run_not_ok(monkeypatch):
 def test_options_refuse_bad_modes(modes):
     with pytest.raises(EdgesegError, match="safe, balanced, adventurous"):
         SimRunOptions(model="oracle", modes=modes)
+
+
+@pytest.mark.parametrize("options", [
+    SimRunOptions(model="oracle"),
+    SimRunOptions(model="m.onnx", modes=("adventurous", "safe"), backend="onnxruntime", threads=2, json="s.json",
+                  picture="p.png", max_collisions=0, progress=False,
+                  config=SimConfig(episodes=3, max_seconds=2.5, seed=9, hz=5.0, max_speed_mps=0.5, navigator="table")),
+])
+def test_to_argv_parses_back_to_the_same_options(options):
+    """What the demo prints as `edgeseg sim ...` runs exactly what it ran."""
+    import argparse
+
+    from edgeseg.cli import sim as sim_cli
+
+    parser = argparse.ArgumentParser()
+    sim_cli.add_arguments(parser)
+    argv = options.to_argv()
+    assert argv[0] == "sim"
+    assert sim_cli.options_from_args(parser.parse_args(argv[1:])) == options

@@ -100,3 +100,25 @@ def test_cli_sink_flag_goes_through_the_factory(tmp_path, stream_models, capsys)
     assert main(["stream", "--source", "synthetic://", "--model", str(stream_models.onnx_path),
                  "--sink", str(tmp_path / "car.log")]) == 1
     assert "cannot tell what kind of output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [
+    StreamOptions(source="0", model="m.onnx"),
+    StreamOptions(source="synthetic://?seed=7&size=320x240", model="m.onnx", mode="adventurous", max_frames=300,
+                  record="drive.mp4", commands=("udp://10.0.0.2:9000", "log.txt"), outputs=("x.jsonl", "f/"),
+                  telemetry="t.jsonl", view="side", alpha=0.25, legend=False, status=False, width=640, height=480,
+                  fps=15.0, loop=True, read_ahead=True, threads=2, command_timeout_s=0.3, backend="onnxruntime",
+                  verify_engine=False, serve="127.0.0.1:0", show=True, save_frames="frames"),
+    StreamOptions(source="clip.mp4", model="m.onnx", nav=False, status=True),
+])
+def test_to_argv_parses_back_to_the_same_options(options) -> None:
+    """What the demo prints as `edgeseg stream ...` runs exactly what it ran."""
+    import argparse
+
+    from edgeseg.cli import stream as stream_cli
+
+    parser = argparse.ArgumentParser()
+    stream_cli.add_arguments(parser)
+    argv = options.to_argv()
+    assert argv[0] == "stream"
+    assert stream_cli.options_from_args(parser.parse_args(argv[1:])) == options
