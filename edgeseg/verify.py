@@ -636,7 +636,7 @@ def _dataset_frames(data: str, spec: ModelSpec, subset: str, split, max_frames: 
 
 
 def _footage_frames(images, video, max_frames: int | None) -> tuple[Iterator[tuple], int | None, str]:
-    """Frames of an image folder or a video file, in order, through the stream sources.
+    """Frames of an image folder or a video file, in order, through the frame sources (edgeseg.sources).
 
     Returns (frames, how many there will be if known, a description); closing the frames
     generator closes the source.
