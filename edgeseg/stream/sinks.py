@@ -602,4 +602,3 @@ def _udp_address(target: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise EdgesegError(f"a UDP target is udp://HOST:PORT, e.g. udp://192.168.1.20:9000, got {target!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
