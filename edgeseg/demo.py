@@ -16,8 +16,8 @@ over. The TensorRT stage runs only where TensorRT and a GPU are present.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,36 +302,37 @@ def _bench(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
 
 
 def _sim(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
-    from edgeseg.cli import main
-    from edgeseg.cli.sim import picture_paths
+    from edgeseg.nav.sim import SimConfig
+    from edgeseg.nav.simrun import SimRunOptions, run_sim
 
     json_path = paths.sim_dir / "sim.json"
     picture = paths.sim_dir / "trajectories.png"
-    argv = ["sim", "--model", str(paths.cpu_engine), "--mode", ",".join(DEMO_MODES),
-            "--episodes", str(config.episodes), "--seconds", f"{config.sim_seconds:g}",
-            "--json", str(json_path), "--picture", str(picture),
-            "--progress" if config.progress else "--no-progress"]
-    _same_as(log, "edgeseg " + " ".join(argv))
-    _run_command(argv, main)
-    payload = json.loads(json_path.read_text())
-    pictures = {mode: str(p) for mode, p in picture_paths(picture, DEMO_MODES).items()}
-    return {"json": str(json_path), "outputs": [str(json_path)], "summary": payload["summary"], "pictures": pictures,
-            "episodes": config.episodes, "seconds_per_episode": config.sim_seconds}
+    options = SimRunOptions(
+        model=paths.cpu_engine, modes=DEMO_MODES, config=SimConfig(episodes=config.episodes,
+                                                                   max_seconds=config.sim_seconds),
+        json=json_path, picture=picture, progress=config.progress)
+    _same_as(log, "edgeseg " + shlex.join(options.to_argv()))
+    result = run_sim(options, log=log)
+    log("per mode, the same worlds from the same starts:\n" + result.table)
+    pictures = {mode: str(path) for mode, path in result.pictures.items()}
+    return {"json": str(json_path), "outputs": [str(json_path)], "summary": result.to_dict()["summary"],
+            "pictures": pictures, "episodes": config.episodes, "seconds_per_episode": config.sim_seconds}
 
 
 def _stream(config: DemoConfig, paths: DemoPaths, log: Log) -> dict:
-    from edgeseg.cli import main
+    from edgeseg.stream import StreamOptions, run
 
-    argv = ["stream", "--source", DEMO_STREAM_SOURCE, "--model", str(paths.cpu_engine), "--mode", "safe",
-            "--max-frames", str(config.stream_frames), "--record", str(paths.drive),
-            "--commands", str(paths.commands), "--telemetry", str(paths.telemetry), "--view", "overlay"]
-    _same_as(log, "edgeseg " + " ".join(argv))
-    _run_command(argv, main)
-    lines = paths.commands.read_text().splitlines() if paths.commands.is_file() else []
+    options = StreamOptions(
+        source=DEMO_STREAM_SOURCE, model=paths.cpu_engine, mode="safe", max_frames=config.stream_frames,
+        record=str(paths.drive), commands=(str(paths.commands),), telemetry=str(paths.telemetry), view="overlay",
+        status=None if config.progress else False)
+    _same_as(log, "edgeseg " + shlex.join(options.to_argv()))
+    summary = run(options, log=log)
+    lines = paths.commands.read_text().splitlines()
     frames = sum(json.loads(line)["kind"] == "frame" for line in lines)  # one per frame, then stop lines
     return {"video": str(paths.drive), "commands": str(paths.commands), "telemetry": str(paths.telemetry),
-            "frames": frames, "source": DEMO_STREAM_SOURCE, "still": _still(paths.drive, paths.out / "drive_still.jpg"),
-            "outputs": [str(paths.drive)]}
+            "frames": frames, "processed": summary.processed, "source": DEMO_STREAM_SOURCE,
+            "still": _still(paths.drive, paths.out / "drive_still.jpg"), "outputs": [str(paths.drive)]}
 
 
 def _still(video: Path, path: Path) -> str | None:
@@ -361,9 +362,3 @@ def _report(paths: DemoPaths, log: Log) -> dict:
     log(f"wrote {paths.report}")
     return {"report": str(paths.report), "outputs": [str(paths.report)]}
 
-
-def _run_command(argv: list[str], main: Callable[[list[str]], int]) -> None:
-    """Run an edgeseg command in-process; its failure stops the demo with the command named."""
-    sys.stdout.flush()
-    if main(argv) != 0:
-        raise EdgesegError(f"the demo stopped: `edgeseg {' '.join(argv)}` failed (its error is above)")

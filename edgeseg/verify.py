@@ -37,7 +37,13 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.errors import DataError, EdgesegError, SpecError
-from edgeseg.evalmetrics import SegmentationScores, confusion_matrix, per_image_iou, scores_from_confusion
+from edgeseg.evalmetrics import (
+    SegmentationScores,
+    confusion_matrix,
+    finite_or_none,
+    per_image_iou,
+    scores_from_confusion,
+)
 from edgeseg.fileio import atomic_path, atomic_write_text
 from edgeseg.spec import ModelSpec
 
@@ -70,8 +76,8 @@ class FrameParity:
             "index": self.index,
             "sample": self.sample,
             "agreement": self.agreement,
-            "float_mean_iou": _finite(self.float_iou),
-            "engine_mean_iou": _finite(self.engine_iou),
+            "float_mean_iou": finite_or_none(self.float_iou),
+            "engine_mean_iou": finite_or_none(self.engine_iou),
         }
 
 
@@ -106,7 +112,7 @@ class CommandParity:
     engine_stops: float
 
     def to_dict(self) -> dict:
-        return {name: (value if isinstance(value, (str, int)) else _finite(value))
+        return {name: (value if isinstance(value, (str, int)) else finite_or_none(value))
                 for name, value in self.__dict__.items()}
 
 
@@ -299,7 +305,7 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         def mean_iou(scores: SegmentationScores | None) -> float | None:
-            return None if scores is None else _finite(scores.mean_iou)
+            return None if scores is None else finite_or_none(scores.mean_iou)
 
         return {
             "float_model": self.float_model,
@@ -313,7 +319,7 @@ class ParityReport:
             "pixels": self.pixels,
             "float_mean_iou": mean_iou(self.float_scores),
             "engine_mean_iou": mean_iou(self.engine_scores),
-            "miou_drop_pp": _finite(self.miou_drop_pp),
+            "miou_drop_pp": finite_or_none(self.miou_drop_pp),
             "agreement": self.agreement,
             "per_class_iou_delta_pp": self.per_class_delta,
             "float_scores": None if self.float_scores is None else self.float_scores.to_dict(),
@@ -387,10 +393,6 @@ class ParityReport:
                 f"{f'{c.float_stops:.0%} / {c.engine_stops:.0%}':>11}"
             )
         return rows
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _pct(value: float) -> str:
@@ -584,7 +586,7 @@ def verify(
         engine_scores = scores_from_confusion(scores.engine_truth, spec.class_names)
         drop = 100.0 * (float_scores.mean_iou - engine_scores.mean_iou)
         per_class_delta = {
-            name: _finite(100.0 * (e - f))
+            name: finite_or_none(100.0 * (e - f))
             for name, f, e in zip(spec.class_names, float_scores.per_class_iou, engine_scores.per_class_iou)
         }
     else:
@@ -624,21 +626,22 @@ def verify(
 
 def _dataset_frames(data: str, spec: ModelSpec, subset: str, split, max_frames: int | None) -> tuple[Iterator, int]:
     """(index, sample id, image, mask) of `max_frames` frames spread over a dataset subset, and their count."""
+    from edgeseg.data.base import sample_id, spread_indices
     from edgeseg.data.sources import open_dataset_for_model
 
     dataset = open_dataset_for_model(data, spec, subset, split, whose="the models'",
                                      hint="verify on data with the models' classes")
-    indices = _spread(len(dataset), max_frames)
-    return ((index, _sample_id(dataset, index), *dataset.load(index)) for index in indices), len(indices)
+    indices = spread_indices(len(dataset), len(dataset) if max_frames is None else max_frames)
+    return ((index, sample_id(dataset, index), *dataset.load(index)) for index in indices), len(indices)
 
 
 def _footage_frames(images, video, max_frames: int | None) -> tuple[Iterator[tuple], int | None, str]:
-    """Frames of an image folder or a video file, in order, through the stream sources.
+    """Frames of an image folder or a video file, in order, through the frame sources (edgeseg.sources).
 
     Returns (frames, how many there will be if known, a description); closing the frames
     generator closes the source.
     """
-    from edgeseg.stream.sources import ImageFolderSource, VideoFileSource
+    from edgeseg.sources import ImageFolderSource, VideoFileSource
 
     if video is not None:
         source, where = VideoFileSource(video), f"video {video}"
@@ -660,18 +663,6 @@ def _footage_frames(images, video, max_frames: int | None) -> tuple[Iterator[tup
                 yield index, name, frame, None
 
     return frames(), total, where
-
-
-def _spread(total: int, count: int | None) -> list[int]:
-    """`count` indices spread evenly over range(total), all of them if count is None or larger."""
-    if count is None or count >= total:
-        return list(range(total))
-    return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
-
-
-def _sample_id(dataset, index: int) -> str:
-    paths = getattr(dataset, "image_paths", None)
-    return Path(paths[index]).name if paths else f"#{index}"
 
 
 def disagreement_picture(

@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     # the ground floor: what every artifact and message is made of ("edgeseg" is the package root)
     frozenset({"edgeseg", "errors", "spec", "fileio", "size", "artifact", "onnxmeta", "evalmetrics", "robot"}),
     # what the robot and the data are: datasets, Keras builders, runners, navigation
-    frozenset({"data", "models", "runtime", "nav", "world"}),
+    frozenset({"data", "models", "runtime", "nav", "world", "sources"}),
     # the stages that make and judge artifacts
     frozenset({"calib", "export", "train", "verify", "bench"}),
     # what puts the stages together: live streams, engine building
@@ -36,10 +36,6 @@ LAYERS: tuple[frozenset[str], ...] = (
 # every module of that package. Each is a known debt with its issue; the test fails on any import
 # not listed here, and on a listed one that no longer exists (then delete its line).
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # verify reads unlabelled footage in order, at full size, through the stream's image-folder and
-    # video sources: the sources need nothing from the stream pipeline and belong on a lower floor
-    # (their own package, when stream/sources.py is split by source family).
-    ("edgeseg.verify", "edgeseg.stream.sources"): "issue 13 part 6: frame sources below verify",
 }
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeseg.cli import common
+
+if TYPE_CHECKING:
+    from edgeseg.nav.simrun import SimRunOptions
 
 HELP = "drive the navigator in the synthetic world through a model: collisions, distance, speed per mode"
 
@@ -69,66 +72,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="progress bar on stderr (default: when stderr is a terminal)")
 
 
-def picture_paths(path: str | Path, names: tuple[str, ...]) -> dict[str, Path]:
-    """One picture per mode: the path itself for one mode, else `stem_MODE.suffix` beside it."""
-    path = Path(path)
-    if len(names) == 1:
-        return {names[0]: path}
-    return {name: path.with_name(f"{path.stem}_{name}{path.suffix or '.png'}") for name in names}
-
-
-def run(args: argparse.Namespace) -> int:
-    import contextlib
-    import json
-
-    from edgeseg.fileio import atomic_write_text
-    from edgeseg.nav.sim import ORACLE, SimConfig, format_table, perceiver_from_model, simulate, trajectory_picture
+def options_from_args(args: argparse.Namespace) -> SimRunOptions:
+    """The parsed flags as SimRunOptions (the run itself is `edgeseg.nav.simrun.run_sim`)."""
+    from edgeseg.nav.sim import ORACLE, SimConfig
+    from edgeseg.nav.simrun import SimRunOptions
 
     config = SimConfig(episodes=args.episodes, max_seconds=args.seconds, hz=args.hz,
                        max_speed_mps=args.max_speed, seed=args.seed, navigator=args.navigator)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    reports = []
-    with contextlib.ExitStack() as stack:
-        if args.model == ORACLE:
-            perceive, backend = ORACLE, "renderer masks"
-        else:
-            options = {"threads": args.threads} if args.threads else {}
-            spec = common.spec_from_args(args, args.model)
-            if spec is not None:
-                options["spec"] = spec
-            perceive = stack.enter_context(perceiver_from_model(args.model, backend=args.backend, **options))
-            backend = perceive.backend_name
-            _note_classes(perceive.spec)
-        print(f"edgeseg sim: {args.model} ({backend}), {args.episodes} episodes x {args.seconds:g} s per mode, "
-              f"worlds {args.seed}..{args.seed + args.episodes - 1}", file=sys.stderr)
-        for mode in args.mode:
-            reports.append(simulate(perceive, mode, config, progress=progress))
+    spec = None if args.model == ORACLE else common.spec_from_args(args, args.model)
+    return SimRunOptions(model=args.model, modes=args.mode, config=config, backend=args.backend,
+                         threads=args.threads, spec=spec, json=args.json, picture=args.picture,
+                         max_collisions=args.max_collisions, progress=args.progress)
 
-    print(format_table(reports))
-    if args.json:
-        payload = {"model": str(args.model), "backend": backend,
-                   "summary": [report.summary() for report in reports],
-                   "modes": {report.mode: report.to_dict() for report in reports}}
-        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.picture:
-        for report in reports:
-            path = picture_paths(args.picture, tuple(r.mode for r in reports))[report.mode]
-            trajectory_picture(report, path)
-            print(f"wrote {path}", file=sys.stderr)
-    if args.max_collisions is not None:
-        over = [f"{r.mode} {r.collisions}" for r in reports if r.collisions > args.max_collisions]
-        if over:
-            print(f"edgeseg sim: more than {args.max_collisions} collisions: {', '.join(over)}", file=sys.stderr)
-            return 1
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.nav.simrun import run_sim
+
+    result = run_sim(options_from_args(args))
+    print(result.table)
+    if not result.ok:
+        print(f"edgeseg sim: more than {args.max_collisions} collisions: {', '.join(result.over_limit)}",
+              file=sys.stderr)
+        return 1
     return 0
-
-
-def _note_classes(spec: object) -> None:
-    from edgeseg.data.synthetic import SYNTHETIC_CLASSES
-
-    names = tuple(getattr(spec, "class_names", ()))
-    if names != SYNTHETIC_CLASSES:
-        print(f"edgeseg sim: note: the model's classes {', '.join(names)} are not the synthetic world's "
-              f"({', '.join(SYNTHETIC_CLASSES)}); it drives on its traversable classes "
-              f"{', '.join(getattr(spec, 'traversable', ()))}", file=sys.stderr)

@@ -13,12 +13,13 @@ Every way out sends a final stop command; see docs/streaming.md, "Safety".
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
-import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING
 
 from edgeseg.cli import common
+
+if TYPE_CHECKING:
+    from edgeseg.stream.runner import StreamOptions
 
 HELP = "run a model live on a camera, video, RTSP stream, image folder or the synthetic world"
 NAV_MODE_CHOICES = ("safe", "balanced", "adventurous")
@@ -58,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="one JSON object per frame: steering, throttle, stop, clearance, confidence, "
                           "timestamp, frame; a stop line when frames stall and when the run ends. "
                           "Repeat it for several outputs (e.g. the car and a log file)")
+    out.add_argument("--sink", metavar="URI", action="append",
+                     help="an output named by its URI: -, udp://HOST:PORT or a .jsonl file (commands), a .mp4/.mkv/"
+                          ".avi file (recording), DIR/ (images), display:// (window), http://[HOST]:PORT (browser "
+                          "view); repeat it for several")
     out.add_argument("--command-timeout", type=float, default=0.5, metavar="S",
                      help="send a stop line whenever no fresh frame's command was sent for S seconds "
                           "(default 0.5; 0: off); a receiver should stop on its own after a few S of silence")
@@ -91,134 +96,24 @@ def source_uri(args: argparse.Namespace) -> str:
     return str(args.source)
 
 
+def options_from_args(args: argparse.Namespace) -> StreamOptions:
+    """The parsed flags as StreamOptions (all the wiring lives in `edgeseg.stream.run`)."""
+    from edgeseg.stream.runner import StreamOptions
+
+    return StreamOptions(
+        source=source_uri(args), model=args.model, outputs=tuple(args.sink or ()),
+        commands=tuple(args.commands or ()), record=args.record, save_frames=args.save_frames, serve=args.serve,
+        show=args.show, backend=args.backend, threads=args.threads, verify_engine=not args.no_verify_engine,
+        spec=common.spec_from_args(args, args.model), mode=args.mode, nav=not args.no_nav,
+        robot=common.robot_from_args(args), width=args.width,
+        height=args.height, fps=args.fps, loop=args.loop, max_frames=args.max_frames, read_ahead=args.read_ahead,
+        command_timeout_s=args.command_timeout, view=args.view, alpha=args.alpha, legend=not args.no_legend,
+        telemetry=args.telemetry, status=args.status,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from edgeseg.errors import EdgesegError, SpecError
-    from edgeseg.nav import Navigator
-    from edgeseg.robot import Robot
-    from edgeseg.runtime import Segmenter
-    from edgeseg.stream import sources
-    from edgeseg.stream.pipeline import PipelineConfig, StreamPipeline
-    from edgeseg.stream.sinks import CommandSink, FrameFolderSink, RecordingSink, WindowSink, check_view
-    from edgeseg.stream.telemetry import StatusLine, Telemetry
+    from edgeseg.stream.runner import run as run_stream
 
-    uri = source_uri(args)
-    check_view(args.view, args.alpha)
-    if args.commands and args.no_nav:
-        raise EdgesegError("--commands sends navigation commands; drop --no-nav")
-    if args.no_nav and any(getattr(args, dest) is not None for dest in common.ROBOT_DESTS):
-        raise EdgesegError("--robot, --camera-height, --camera-pitch, --hfov and --car-width are for navigation; "
-                           "drop --no-nav")
-    config = PipelineConfig(view=args.view, alpha=args.alpha, legend=not args.no_legend, max_frames=args.max_frames,
-                            pace_reads=not args.read_ahead, command_timeout_s=args.command_timeout)
-
-    with contextlib.ExitStack() as stack:
-        # Outputs first: a bad path, a busy port or a missing display fails before anything runs.
-        telemetry = Telemetry(args.telemetry)
-        stack.callback(telemetry.close)
-        sinks: list[Any] = []
-        recording = None
-        for target in args.commands or ():
-            sinks.append(CommandSink(target))
-        if args.record:
-            recording = RecordingSink(args.record)
-            sinks.append(recording)
-            for kept in recording.recovered:
-                print(f"edgeseg stream: kept the recording an interrupted run left behind as {kept}", file=sys.stderr)
-        if args.save_frames:
-            sinks.append(FrameFolderSink(args.save_frames))
-        if args.show:
-            sinks.append(WindowSink(f"edgeseg: {sources.redact_uri(uri)}"))
-        server = None
-        if args.serve:
-            from edgeseg.stream.server import StreamServer
-
-            server = StreamServer(args.serve, telemetry)
-            sinks.append(server)
-            if server.exposed:
-                print(f"edgeseg stream: warning: the browser view at {server.url} is reachable by anyone on the "
-                      "network, with no password (it is read-only); serve on 127.0.0.1 and use an ssh tunnel "
-                      "to keep it private", file=sys.stderr)
-        for sink in sinks:
-            stack.callback(sink.abort)  # no-op after the pipeline closed it; cleans up if we fail first
-
-        spec = common.spec_from_args(args, args.model)
-        options: dict[str, Any] = {"threads": args.threads} if args.threads else {}
-        if args.no_verify_engine:
-            options["verify"] = False
-        segmenter = stack.enter_context(Segmenter.open(args.model, backend=args.backend, spec=spec, **options))
-        if not args.no_nav and not segmenter.spec.traversable:
-            raise SpecError(
-                f"{args.model}: its spec names no traversable classes (classes: "
-                f"{', '.join(segmenter.spec.class_names)}), so it cannot drive; stream with --no-nav, or "
-                "name the classes it may drive on with --traversable A,B (or write them in once with `edgeseg spec`)"
-            )
-
-        source = stack.enter_context(sources.open_source(
-            uri, width=args.width, height=args.height, fps=args.fps, loop=args.loop))
-        navigator = None
-        if not args.no_nav:
-            # With a camera (flags > --robot file > the synthetic source's own) the mode is adapted
-            # to it, stop lines in metres, as `edgeseg sim` drives; without, the NAV_MODES row as it is.
-            own = getattr(source, "camera", None)
-            robot = common.robot_from_args(args, Robot.from_camera(own) if own is not None else None)
-            navigator = Navigator.from_spec(segmenter.spec, args.mode, robot=robot)
-        if recording is not None:
-            recording.fps = source.fps or 30.0
-        telemetry.info.update(model=str(args.model), backend=segmenter.backend_name)
-        pipeline = StreamPipeline(source, segmenter, navigator, sinks, config, telemetry, warn=_warn)
-
-        print(f"edgeseg stream: {source.uri} -> {segmenter!r}"
-              + (f", navigation {args.mode}" if navigator else ", no navigation")
-              + (f"; watch at {server.url}" if server else ""), file=sys.stderr)
-        status = StatusLine(telemetry, enabled=args.status)
-        with _stop_on_signals(pipeline):
-            try:
-                summary = pipeline.run(tick=status.update)
-            finally:
-                status.finish()
-
-    print(summary.table, file=sys.stderr)
-    for line in summary.sinks:
-        print(line, file=sys.stderr)
-    for line in summary.failures:
-        print(f"FAILED: {line}", file=sys.stderr)
-    if summary.error:
-        raise EdgesegError(summary.error)
-    ended = f"{summary.reason} ({summary.detail})" if summary.detail else summary.reason
-    if summary.failures:
-        raise EdgesegError(f"{ended}, but {len(summary.failures)} output(s) failed (see FAILED above)")
-    print(f"edgeseg stream: {ended}", file=sys.stderr)
+    run_stream(options_from_args(args))
     return 0
-
-
-def _warn(line: str) -> None:
-    print(f"\nedgeseg stream: warning: {line}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(pipeline: Any) -> Iterator[None]:
-    """Ctrl-C and SIGTERM stop the pipeline cleanly; a second one gives up waiting (KeyboardInterrupt).
-
-    Installed only when called from the main thread (Python allows signal handlers nowhere else),
-    and the previous handlers are restored afterwards.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if received:
-            raise KeyboardInterrupt
-        received.append(signum)
-        pipeline.stop(f"stopped by {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

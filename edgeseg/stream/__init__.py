@@ -15,6 +15,7 @@ Only numpy and OpenCV are imported here; the model's runtime is whatever `Segmen
 """
 
 from edgeseg.stream.pipeline import LatestSlot, PipelineConfig, RunSummary, StreamPipeline
+from edgeseg.stream.runner import StreamFailed, StreamOptions, open_sink, run
 from edgeseg.stream.server import StreamServer, parse_address
 from edgeseg.stream.sinks import (
     CommandSink,
@@ -58,11 +59,15 @@ __all__ = [
     "StatusLine",
     "StopRequested",
     "StreamPipeline",
+    "StreamFailed",
+    "StreamOptions",
     "StreamServer",
     "Telemetry",
     "WindowSink",
+    "open_sink",
     "open_source",
     "parse_address",
     "redact_uri",
     "render_view",
+    "run",
 ]

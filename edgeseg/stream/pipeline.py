@@ -53,8 +53,8 @@ import numpy as np
 import cv2
 
 from edgeseg.errors import EdgesegError
+from edgeseg.sources import Read, ReadStatus, Source
 from edgeseg.stream.sinks import FINAL_STOP, STALE_STOP, FrameResult, Sink, StopRequested, check_view, render_view
-from edgeseg.stream.sources import Read, ReadStatus, Source
 from edgeseg.stream.telemetry import Telemetry
 
 T = TypeVar("T")
