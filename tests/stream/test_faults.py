@@ -120,7 +120,9 @@ def test_model_error_ends_on_a_stop_and_one_line(main, monkeypatch, tmp_path, st
     err = capsys.readouterr().err
     assert code == 1 and "error: the model failed on frame 3 (simulated)" in err and "Traceback" not in err
     commands = read_commands(tmp_path / "c.jsonl")
-    assert [c["frame"] for c in commands if c["kind"] == "frame"] == [0, 1, 2]
+    # Frames 0-2 were segmented; the navigation thread may still hold frame 2 when the failure stops
+    # the run, and then that frame's command is dropped for the final stop (never a command after it).
+    assert [c["frame"] for c in commands if c["kind"] == "frame"] in ([0, 1], [0, 1, 2])
     assert_ends_on_a_stop(commands, "inference failed: EngineError")
 
 
