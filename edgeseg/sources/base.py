@@ -228,12 +228,13 @@ def image_to_rgb(image: Any, bgr: bool = True) -> np.ndarray | None:
 # --- shared helpers ---------------------------------------------------------------------------
 
 
-def _natural_key(text: str) -> list[Any]:
+def natural_key(text: str) -> list[Any]:
     """Sort key comparing digit runs as numbers: frame2 before frame10."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(text))]
 
 
-def _check_options(kind: str, allowed: tuple[str, ...], given: dict[str, Any]) -> None:
+def check_options(kind: str, allowed: tuple[str, ...], given: dict[str, Any]) -> None:
+    """Refuse options a source kind does not have, naming the ones it does."""
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise EdgesegError(
@@ -241,7 +242,7 @@ def _check_options(kind: str, allowed: tuple[str, ...], given: dict[str, Any]) -
         )
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """Query-string values: integers, floats and true/false become numbers and booleans."""
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
@@ -255,7 +256,8 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _as_bool(value: Any, name: str) -> bool:
+def as_bool(value: Any, name: str) -> bool:
+    """A boolean option from a URI query or a keyword: true/false/yes/no/on/off/1/0, else an error."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, np.integer)) and value in (0, 1):

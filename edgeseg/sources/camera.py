@@ -9,18 +9,18 @@ import sys
 import cv2
 
 from edgeseg.errors import EdgesegError
-from edgeseg.sources.base import ReconnectPolicy, _natural_key
+from edgeseg.sources.base import ReconnectPolicy, natural_key
 from edgeseg.sources.capture import (
     Capture,
     CaptureSource,
-    _require_gstreamer,
+    require_gstreamer,
     _set_props,
 )
 
 
 def list_video_devices() -> list[str]:
     """The /dev/video* device nodes, in numeric order."""
-    return sorted(glob.glob("/dev/video*"), key=_natural_key)
+    return sorted(glob.glob("/dev/video*"), key=natural_key)
 
 
 def _devices_hint() -> str:
@@ -141,7 +141,7 @@ class CsiCameraSource(CaptureSource):
     ) -> None:
         uri = f"csi://{sensor}"
         pipeline = csi_pipeline(sensor, width or 1280, height or 720, fps or 30, flip)
-        _require_gstreamer(uri)
+        require_gstreamer(uri)
         super().__init__(
             uri,
             lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),

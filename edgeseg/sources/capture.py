@@ -167,7 +167,8 @@ def opencv_has_gstreamer() -> bool:
     return bool(match) and match.group(1).upper() == "YES"
 
 
-def _require_gstreamer(what: str) -> None:
+def require_gstreamer(what: str) -> None:
+    """Refuse `what` (a pipeline or URI) up front when this OpenCV cannot open GStreamer pipelines."""
     if not opencv_has_gstreamer():
         raise EdgesegError(
             f"{what} needs OpenCV built with GStreamer, and this OpenCV {cv2.__version__} has none "

@@ -12,7 +12,7 @@ from edgeseg.sources.base import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     Source,
-    _check_options,
+    check_options,
     redact_uri,
 )
 from edgeseg.sources.camera import CameraSource, CsiCameraSource
@@ -102,5 +102,5 @@ def open_source(uri: str | int, **options: Any) -> Source:
     text = str(uri).strip()
     kind = source_kind(text)
     given = {key: value for key, value in options.items() if value is not None}
-    _check_options(kind.name, kind.options, given)
+    check_options(kind.name, kind.options, given)
     return kind.open(text, **given)

@@ -13,8 +13,8 @@ from edgeseg.sources.base import (
     Read,
     ReadStatus,
     Source,
-    _as_bool,
-    _natural_key,
+    as_bool,
+    natural_key,
 )
 
 
@@ -47,8 +47,8 @@ class ImageFolderSource(Source):
             where = f"glob {text!r}"
         if not files:
             raise DataError(f"no images in {where} (looked for {' '.join(IMAGE_SUFFIXES)})")
-        self.files = sorted(files, key=lambda p: _natural_key(str(p)))
-        self.loop = _as_bool(loop, "loop")
+        self.files = sorted(files, key=lambda p: natural_key(str(p)))
+        self.loop = as_bool(loop, "loop")
         self.last_path: Path | None = None  # the file of the last frame delivered, for reports
         self._next = 0
         self._delivered_this_pass = 0

@@ -10,11 +10,11 @@ from typing import Iterator
 import cv2
 
 from edgeseg.errors import EdgesegError
-from edgeseg.sources.base import ReconnectPolicy, _as_bool, redact_uri
+from edgeseg.sources.base import ReconnectPolicy, as_bool, redact_uri
 from edgeseg.sources.capture import (
     Capture,
     CaptureSource,
-    _require_gstreamer,
+    require_gstreamer,
     opencv_has_gstreamer,
 )
 
@@ -79,7 +79,7 @@ class NetworkSource(CaptureSource):
         rtsp = uri.lower().startswith(("rtsp://", "rtsps://"))
         use_gst = backend == "gstreamer" or (backend == "auto" and rtsp and opencv_has_gstreamer())
         if use_gst:
-            _require_gstreamer(uri)
+            require_gstreamer(uri)
             if not rtsp:
                 raise EdgesegError(
                     f"the gstreamer backend handles rtsp:// only, got {redact_uri(uri)}; use backend=ffmpeg"
@@ -137,11 +137,11 @@ class GStreamerSource(CaptureSource):
                 f"a gst: pipeline must end in appsink, e.g. `... ! videoconvert ! video/x-raw,format=BGR ! "
                 f"appsink drop=1 max-buffers=1`; got {redact_uri(pipeline)!r}"
             )
-        _require_gstreamer("gst: sources")
+        require_gstreamer("gst: sources")
         super().__init__(
             uri,
             lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
-            live=_as_bool(live, "live"),
+            live=as_bool(live, "live"),
             reconnect=ReconnectPolicy(attempts=int(reconnect_attempts), initial_s=float(reconnect_delay_s)),
             open_error=lambda: f"GStreamer could not start {pipeline!r}; try it with gst-launch-1.0 first",
         )

@@ -15,9 +15,9 @@ from edgeseg.sources.base import (
     Read,
     ReadStatus,
     Source,
-    _as_bool,
-    _check_options,
-    _parse_value,
+    as_bool,
+    check_options,
+    parse_value,
 )
 
 
@@ -70,7 +70,7 @@ class SyntheticSource(Source):
         if frames is not None and int(frames) < 0:
             raise EdgesegError(f"synthetic frames must be 0 or more, got {frames}")
         self.seed = int(seed)
-        self.live = _as_bool(realtime, "realtime")
+        self.live = as_bool(realtime, "realtime")
         self.policy = policy
         self.speed = float(speed)
         self.limit = None if frames is None else int(frames)
@@ -138,7 +138,7 @@ def _open_synthetic(uri: str, **options: Any) -> Source:
         raise EdgesegError(f"cannot read the options of {uri!r}; write them as ?key=value&key=value") from None
     merged: dict[str, Any] = {}
     for key, value in pairs:
-        merged[key] = _parse_value(value)
-    _check_options("synthetic://", SyntheticSource.OPTIONS, merged)
+        merged[key] = parse_value(value)
+    check_options("synthetic://", SyntheticSource.OPTIONS, merged)
     merged.update(options)  # keyword options win over the query
     return SyntheticSource(**merged)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 
 from edgeseg.errors import DataError
-from edgeseg.sources.base import _as_bool
+from edgeseg.sources.base import as_bool
 from edgeseg.sources.capture import CaptureSource
 
 
@@ -34,7 +34,7 @@ class VideoFileSource(CaptureSource):
             str(path),
             lambda: cv2.VideoCapture(str(path)),
             live=False,
-            loop=_as_bool(loop, "loop"),
+            loop=as_bool(loop, "loop"),
             fps=float(fps) if fps else None,
             open_error=lambda: (
                 f"OpenCV cannot decode {path}; convert it (e.g. ffmpeg -i {path.name} out.mp4) or check "
