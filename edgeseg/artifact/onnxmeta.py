@@ -14,7 +14,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EngineError, SpecError
@@ -242,15 +242,54 @@ def _no_library(path: Path) -> EngineError:
     return EngineError(f"cannot read {path}: neither onnxruntime nor onnx is installed; pip install 'edgeseg[onnx]'")
 
 
-def _ort_session(path: Path) -> Any:
+def ort_session(
+    model: str | Path | bytes,
+    *,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    threads: int | None = None,
+    optimization: str | None = None,
+    quiet: bool = True,
+    config: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> Any:
+    """An `onnxruntime.InferenceSession`: the one place edgeseg configures a session.
+
+    It lives on the ground floor so that runtime, calibration, export and engine building all
+    open models the same way; callers that need something special (profiling, saving the
+    optimised graph, spinning off) pass just that. ONNX Runtime's load errors pass through: what
+    a failure means (a corrupt file, a bug of ours) is the caller's to say.
+
+    Args:
+        model: the ONNX file, or a serialized model.
+        providers: execution providers, preferred first.
+        threads: intra-op threads; None (or 0) leaves ONNX Runtime's default.
+        optimization: a `GraphOptimizationLevel` name ("ORT_DISABLE_ALL" ...); None: its default.
+        quiet: errors only in ONNX Runtime's log (no warnings on stderr).
+        config: session config entries, e.g. {"session.intra_op.allow_spinning": "0"}.
+        **settings: other `SessionOptions` attributes (enable_profiling, optimized_model_filepath).
+    """
     import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    if optimization is not None:
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
+    if threads:
+        options.intra_op_num_threads = threads
+    if quiet:
+        options.log_severity_level = 3
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    for name, value in settings.items():
+        setattr(options, name, value)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=list(providers))
+
+
+def _ort_session(path: Path) -> Any:
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort_session(path, optimization="ORT_DISABLE_ALL")
     except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph) as err:
         raise invalid_onnx_error(path, err) from None
 

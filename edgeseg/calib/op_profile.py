@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgeseg.artifact.onnxmeta import ort_session
+
 PROFILE_RUNS = 10
 MAX_TRIALS = 4  # op types tried in float per calibration (each costs a quantization and a timing)
 MIN_GAIN = 0.05  # a float op type must make the whole model this much faster to be kept,
@@ -65,15 +67,9 @@ def profile_ops(path: Path, batch: np.ndarray, runs: int = PROFILE_RUNS, threads
     machine the sum of fastest kernels is the stable estimate of a quiet run (with 2 threads
     at load 6 the same model's sum still moved 12 -> 19 ms between two calls).
     """
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory(prefix="edgeseg-profile-") as folder:
-        options = ort.SessionOptions()
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads=threads, enable_profiling=True,
+                              profile_file_prefix=str(Path(folder) / "profile"))
         feed = {session.get_inputs()[0].name: batch}
         for _ in range(runs + 2):
             session.run(None, feed)

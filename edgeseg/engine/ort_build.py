@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeseg.artifact.onnxmeta import ort_session
 from edgeseg.errors import EngineError
 
 SAVE_LEVEL = "ORT_ENABLE_EXTENDED"
@@ -32,20 +33,14 @@ def optimize_for_cpu(source: Path, output: Path) -> None:
     import onnxruntime as ort
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, SAVE_LEVEL)
-    options.optimized_model_filepath = str(output)
-    options.log_severity_level = 3
     failures = (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph,
                 ort_errors.NotImplemented, ort_errors.Fail)
     try:
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        ort_session(source, optimization=SAVE_LEVEL, optimized_model_filepath=str(output))
     except failures as err:
         raise EngineError(f"ONNX Runtime {ort.__version__} cannot load {source}: {err}; re-export it with `edgeseg export`") from None
-    check = ort.SessionOptions()
-    check.log_severity_level = 3
     try:
-        ort.InferenceSession(str(output), check, providers=["CPUExecutionProvider"])
+        ort_session(output)
     except failures as err:
         raise EngineError(f"the optimised model of {source} does not load back in ONNX Runtime ({err}); "
                           "this is a bug: please report it with the model") from None

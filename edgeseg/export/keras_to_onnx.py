@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeseg.artifact.onnxmeta import ort_session
 from edgeseg.errors import EdgesegError, EngineError, ModelError
 from edgeseg.export.loading import LoadedModel, SpecOverrides, load_model, one_line, resolve_spec
 from edgeseg.fileio import atomic_path
@@ -345,11 +346,9 @@ def verify_onnx(
     Both inputs come from `preprocess`, the function the runtime uses: the Keras model gets the
     NHWC layout, the ONNX model the spec's layout.
     """
-    import onnxruntime as ort
-
     from edgeseg.runtime.preprocess import preprocess
 
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(proto.SerializeToString(), quiet=False)
     keras_spec = spec.replace(layout="NHWC")
     size = len(frames) if batch is None else batch
     padded = -(-len(frames) // size) * size  # fill the last fixed-size batch by repeating frames

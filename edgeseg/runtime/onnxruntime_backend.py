@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeseg.artifact.onnxmeta import invalid_onnx_error, spec_from_metadata
+from edgeseg.artifact.onnxmeta import invalid_onnx_error, ort_session, spec_from_metadata
 from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EngineError
 from edgeseg.runtime.backends import (
@@ -113,18 +113,15 @@ def open_onnxruntime(
         raise EngineError(f"no ONNX model at {path}; check the path")
     if verify:
         verify_engine(path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _optimization_level(optimization))
-    if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise EngineError(f"threads must be a positive integer, got {threads!r}")
-        options.intra_op_num_threads = threads
+    level = _optimization_level(optimization)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise EngineError(f"threads must be a positive integer, got {threads!r}")
     if not isinstance(spinning, bool):
         raise EngineError(f"spinning must be True or False, got {spinning!r}")
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     requested = _resolve_providers(providers, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(path), options, providers=requested)
+        session = ort_session(path, providers=requested, threads=threads, optimization=level, quiet=False,
+                              config={"session.intra_op.allow_spinning": "1" if spinning else "0"})
     except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument) as err:
         raise invalid_onnx_error(path, err) from None
     except (ort_errors.InvalidGraph, ort_errors.NotImplemented, ort_errors.Fail) as err:
