@@ -1,7 +1,8 @@
 """INT8 calibration: frame readers, ONNX Runtime quantization, the legacy TensorRT cache.
 
-    from edgeseg.calib import calibrate, ImageFolder
+    from edgeseg.calib import CalibrationOptions, ImageFolder, calibrate
     report = calibrate("model.onnx", ImageFolder(Path("frames")), target="cpu")
+    report = calibrate("model.onnx", ImageFolder(Path("frames")), CalibrationOptions(target="tensorrt"))
 
 ONNX Runtime and `onnx` are imported only when a function needs them.
 """
@@ -12,6 +13,7 @@ from edgeseg.calib.quantize import (
     FORMATS,
     METHODS,
     TARGETS,
+    CalibrationOptions,
     CalibrationRanges,
     CalibrationReport,
     MiouBudgetError,
@@ -26,6 +28,7 @@ __all__ = [
     "FORMATS",
     "METHODS",
     "TARGETS",
+    "CalibrationOptions",
     "CalibrationRanges",
     "CalibrationReport",
     "DatasetImages",

@@ -45,7 +45,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -700,36 +700,11 @@ def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
         raise EdgesegError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
 
 
-def calibrate(
-    onnx_path: str | Path,
-    frames_source: FrameSource,
-    target: str = "cpu",
-    method: str = DEFAULT_METHOD,
-    num_frames: int = DEFAULT_FRAMES,
-    output: str | Path | None = None,
-    fmt: str = "auto",
-    max_miou_drop: float | None = None,
-    data: Any = None,
-    *,
-    eval_source: FrameSource | None = None,
-    spec: ModelSpec | None = None,
-    float_head: bool | None = None,
-    eval_subset: str = "val",
-    eval_frames: int = DEFAULT_EVAL_FRAMES,
-    split: Sequence[float] = (0.8, 0.1, 0.1),
-    trt_version: str = trt_cache.DEFAULT_TRT_VERSION,
-    max_rounds: int = 8,
-    exclude_step: int = 2,
-    progress: bool = True,
-    warn: Warn = warn_on_stderr,
-    measure_ops: bool = True,
-) -> CalibrationReport:
-    """Calibrate a float edgeseg ONNX model and write its INT8 model for `target`.
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How `calibrate` quantizes: every setting except the model, its frames, its spec and `warn`.
 
-    Args:
-        onnx_path: the float model (exported by `edgeseg export`, spec embedded).
-        frames_source: where the calibration frames come from (readers.ImageFolder,
-            VideoFile or DatasetImages).
+    Attributes:
         target: "cpu" (ONNX Runtime on this CPU) or "tensorrt" (symmetric Q/DQ + legacy cache).
         method: "entropy", "minmax" or "percentile" (ONNX Runtime's calibration methods).
         num_frames: calibration frames to read (spread over the source).
@@ -737,27 +712,97 @@ def calibrate(
             (tensorrt) beside the input.
         fmt: "auto" (time QDQ and QOperator, keep the faster), "qdq" or "qoperator"; the
             tensorrt target is always QDQ.
-        max_miou_drop: accuracy budget in percentage points of mean IoU (0.5 means 72.0% ->
-            71.5% is acceptable); needs `data`. Over budget, the most sensitive layers are
-            kept in float a few at a time. Measured against the masks of `data`; without
-            `data`, against the float model's class maps on `eval_source` (no masks needed).
-        data: a `--data` string or a SegDataset with masks, for the accuracy check.
-        eval_source: frames without masks for the accuracy check (readers.ImageFolder or
-            VideoFile), when there is no `data`; default: `frames_source`.
-        spec: the ModelSpec, for a model without one embedded.
         float_head: keep the head (class convolution, final resize) in float. Default: yes
             for tensorrt; no for cpu, where the float head costs about a fifth of the INT8
             latency of MobileNetV2-DeepLabV3+ (the mIoU budget search can still move it back).
-        eval_subset: the subset of `data` to evaluate on.
-        split: train/val/test fractions of a folder dataset without its own split (use training's).
-        eval_frames: images of `data` to evaluate on (spread over the subset).
         trt_version: the TensorRT version the legacy cache header names.
-        max_rounds: quantize-and-evaluate rounds the budget search may take.
-        exclude_step: layers moved back to float per round.
-        progress: show a progress bar while calibrating.
-        warn: receives warnings (few frames, skipped files).
         measure_ops: cpu target: time each op type in float against INT8 on this machine and keep
             in float what is faster there (`op_profile.choose_float_ops`), and account for it.
+        progress: show a progress bar while calibrating.
+        max_miou_drop: accuracy budget in percentage points of mean IoU (0.5 means 72.0% ->
+            71.5% is acceptable). Over budget, the most sensitive layers are kept in float a few
+            at a time. Measured against the masks of `data`; without `data`, against the float
+            model's class maps on `eval_source` (no masks needed).
+        data: a `--data` string or a SegDataset with masks, for the accuracy check.
+        eval_source: frames without masks for the accuracy check (readers.ImageFolder or
+            VideoFile), when there is no `data`; default: the calibration frames.
+        eval_subset: the subset of `data` to evaluate on.
+        eval_frames: images of `data` to evaluate on (spread over the subset).
+        split: train/val/test fractions of a folder dataset without its own split (use training's).
+        max_rounds: quantize-and-evaluate rounds the budget search may take.
+        exclude_step: layers moved back to float per round.
+    """
+
+    target: str = "cpu"
+    method: str = DEFAULT_METHOD
+    num_frames: int = DEFAULT_FRAMES
+    output: str | Path | None = None
+    fmt: str = "auto"
+    float_head: bool | None = None
+    trt_version: str = trt_cache.DEFAULT_TRT_VERSION
+    measure_ops: bool = True
+    progress: bool = True
+    max_miou_drop: float | None = None
+    data: Any = None
+    eval_source: FrameSource | None = None
+    eval_subset: str = "val"
+    eval_frames: int = DEFAULT_EVAL_FRAMES
+    split: Sequence[float] = (0.8, 0.1, 0.1)
+    max_rounds: int = 8
+    exclude_step: int = 2
+
+    def check(self) -> None:
+        """Refuse bad settings before any work is done."""
+        _check_choice(self.target, TARGETS, "target")
+        _check_choice(self.method, METHODS, "calibration method")
+        _check_choice(self.fmt, FORMATS, "format")
+        if self.target == "tensorrt":
+            if self.fmt == "qoperator":
+                raise EdgesegError("--format qoperator is a CPU layout; TensorRT reads Q/DQ models (use qdq or auto)")
+            trt_cache.version_code(self.trt_version)
+        if self.max_miou_drop is not None:
+            if self.max_rounds < 1:
+                raise EdgesegError(f"--max-rounds {self.max_rounds} must be at least 1")
+            if self.data is not None and self.eval_source is not None:
+                raise EdgesegError("measure the mIoU on a dataset with masks (--data) or on frames without masks "
+                                   "(--eval-images/--eval-video), not both")
+            if not self.max_miou_drop >= 0:
+                raise EdgesegError(
+                    f"--max-miou-drop {self.max_miou_drop} must be >= 0 (percentage points of mean IoU)")
+
+
+@dataclass(frozen=True)
+class _Destinations:
+    """Where a calibration's files go: the INT8 model, the ranges JSON, the TensorRT cache (or None)."""
+
+    output: Path
+    ranges: Path
+    cache: Path | None
+
+
+def calibrate(
+    onnx_path: str | Path,
+    frames_source: FrameSource,
+    options: CalibrationOptions | None = None,
+    *,
+    spec: ModelSpec | None = None,
+    warn: Warn = warn_on_stderr,
+    **settings: Any,
+) -> CalibrationReport:
+    """Calibrate a float edgeseg ONNX model and write its INT8 model for `options.target`.
+
+    Settings come as a `CalibrationOptions`, or as its fields by keyword (`target="tensorrt"`),
+    which override `options`: a one-off call stays one line, a command that maps many flags
+    builds the dataclass.
+
+    Args:
+        onnx_path: the float model (exported by `edgeseg export`, spec embedded).
+        frames_source: where the calibration frames come from (readers.ImageFolder,
+            VideoFile or DatasetImages).
+        options: how to quantize (see `CalibrationOptions`); default: its defaults.
+        spec: the ModelSpec, for a model without one embedded.
+        warn: receives warnings (few frames, skipped files).
+        **settings: `CalibrationOptions` fields that replace those of `options`.
 
     Raises:
         EdgesegError: bad input (its message says what to do).
@@ -766,49 +811,34 @@ def calibrate(
     import onnx
 
     started = time.perf_counter()
-    _check_arguments(target, method, fmt, trt_version, max_miou_drop, data, max_rounds, eval_source)
+    unknown = sorted(set(settings) - {f.name for f in fields(CalibrationOptions)})
+    if unknown:
+        raise TypeError(f"calibrate() got unexpected keyword argument(s) {', '.join(unknown)}")
+    options = replace(options or CalibrationOptions(), **settings)
+    options.check()
     model_path = Path(onnx_path)
     if not model_path.is_file():
         raise EngineError(f"no ONNX model at {model_path}; export one with `edgeseg export`")
     spec = spec or _embedded_spec(model_path)
-    output = Path(output) if output is not None else default_output(model_path, target)
-    if output.resolve() == model_path.resolve():
-        raise EdgesegError(f"-o {output} would overwrite the float model; choose another output path")
-    ranges_path = output.parent / f"{model_path.stem}.calib.json"
-    cache_path = output.parent / f"{model_path.stem}.calib.cache" if target == "tensorrt" else None
-    if float_head is None:
-        float_head = target == "tensorrt"
+    where = _destinations(model_path, options)
 
-    with temporary_dir(output) as work_dir:  # everything is made here and moved into place at the very end
+    with temporary_dir(where.output) as work_dir:  # everything is made here and moved into place at the very end
         prepared, preparation = _prepare(model_path, work_dir)
         prepared_model = onnx.load(str(prepared), load_external_data=False)
         model_in = model_input(prepared_model)
-        frames = load_calibration_frames(frames_source, num_frames, spec, model_in.batch_size, warn)
+        frames = load_calibration_frames(frames_source, options.num_frames, spec, model_in.batch_size, warn)
         check_prepared(model_path, prepared, frames.frames, spec, model_in.batch_size, preparation)
-        ranges, reused = _ranges(model_path, prepared, ranges_path, frames, spec, model_in, method, work_dir, progress)
-
-        always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
-        if target == "cpu":
-            always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
-            always_float += [n for n in softmax_and_readers(prepared_model) if n not in always_float]
-        if target == "tensorrt":
-            always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
+        ranges, reused = _ranges(model_path, prepared, where.ranges, frames, spec, model_in, options.method,
+                                 work_dir, options.progress)
+        always_float = _always_float(prepared_model, options)
 
         def build(chosen: QuantLayout, excluded: Sequence[str], name: str) -> Path:
             return quantize_layout(prepared, ranges, chosen, work_dir / name, [*always_float, *excluded], work_dir)
 
-        layout = tensorrt_layout() if target == "tensorrt" else cpu_layout("qdq" if fmt == "auto" else fmt)
-        latency: dict[str, float] = {}
         sample = FrameBatchReader(frames.frames, spec, model_in.name, model_in.batch_size).batch(0)
-        if target == "cpu" and fmt == "auto":
-            candidates = {f: build(layout.with_format(f), (), f"{f}.onnx") for f in ("qdq", "qoperator")}
-            latency = measure_latency(candidates, sample)
-            layout = layout.with_format(min(latency, key=latency.get))
-            candidate = candidates[layout.quant_format]
-        else:
-            candidate = build(layout, (), "int8.onnx")
+        layout, candidate, latency = _fastest_layout(options, build, sample)
         account = None
-        if target == "cpu" and measure_ops:  # keep in float what is faster in float, and account for it
+        if options.target == "cpu" and options.measure_ops:  # keep in float what is faster in float, and account for it
             readers = set(softmax_and_readers(prepared_model))
             reasons = {n: "attention weights (Softmax) under the uint8 step" if n in readers else
                        "kept for accuracy: head and final resize" for n in always_float}
@@ -821,23 +851,20 @@ def calibrate(
 
         int8_ops = quantized_ops(onnx.load(str(candidate), load_external_data=False), always_float)
         report = CalibrationReport(
-            model=model_path, output=output, ranges_path=ranges_path, trt_cache=cache_path, target=target,
-            format=layout.quant_format, method=method, layout=layout.describe(), frames=len(frames),
-            frames_source=frames.source, ranges_reused=reused, excluded_nodes=tuple(always_float),
-            minmax_tensors=ranges.minmax_tensors,
-            latency_ms=latency, max_miou_drop=max_miou_drop, preparation=preparation, account=account,
-            int8_ops=int8_ops,
+            model=model_path, output=where.output, ranges_path=where.ranges, trt_cache=where.cache,
+            target=options.target, format=layout.quant_format, method=options.method, layout=layout.describe(),
+            frames=len(frames), frames_source=frames.source, ranges_reused=reused,
+            excluded_nodes=tuple(always_float), minmax_tensors=ranges.minmax_tensors, latency_ms=latency,
+            max_miou_drop=options.max_miou_drop, preparation=preparation, account=account, int8_ops=int8_ops,
         )
-        if max_miou_drop is not None:
-            candidate = _meet_budget(
-                report, model_path, prepared, candidate, layout, build, spec, model_in, data,
-                eval_subset, eval_frames, max_rounds, exclude_step, split, eval_source or frames_source,
-            )
+        if options.max_miou_drop is not None:
+            candidate = _meet_budget(report, model_path, prepared, candidate, layout, build, spec, model_in,
+                                     options, options.eval_source or frames_source)
             report.excluded_nodes = tuple(always_float) + report.sensitive_nodes
             if report.within_budget is False:
                 report.seconds = time.perf_counter() - started
                 raise MiouBudgetError(
-                    f"INT8 mIoU drop {report.miou_drop:.2f} pp stays over the {max_miou_drop:g} pp budget "
+                    f"INT8 mIoU drop {report.miou_drop:.2f} pp stays over the {options.max_miou_drop:g} pp budget "
                     f"with {len(report.sensitive_nodes)} sensitive layer(s) in float after "
                     f"{len(report.search_steps)} round(s); nothing written. Calibrate on more, or more "
                     "representative, frames, try another --method, or allow a larger --max-miou-drop",
@@ -846,47 +873,72 @@ def calibrate(
         _finish_metadata(candidate, {
             ONNX_METADATA_KEY: spec.to_json(),
             QUANT_METADATA_KEY: json.dumps({
-                "target": target, "format": layout.quant_format, "method": method, "frames": len(frames),
-                "ranges_key": ranges.key, "float_model_sha256": ranges.model_sha256,
+                "target": options.target, "format": layout.quant_format, "method": options.method,
+                "frames": len(frames), "ranges_key": ranges.key, "float_model_sha256": ranges.model_sha256,
                 "float_nodes": list(report.excluded_nodes), "prepare": preparation.to_dict(),
                 **({"op_account": account.to_dict()} if account is not None else {}),
             }),
         })
         _check_loads(candidate, model_path)
-        staged = {ranges_path: work_dir / "ranges.json"}
-        staged[ranges_path].write_text(ranges.to_json())
-        if cache_path is not None:
-            float_names = _tensor_names(onnx.load(str(model_path), load_external_data=False))
-            kept = _cache_tensors(ranges, prepared_model, report.excluded_nodes, float_names)
-            staged[cache_path] = work_dir / "calib.cache"
-            staged[cache_path].write_text(trt_cache.format_cache(kept, trt_version))
-        staged[output] = candidate
-        for destination, source in staged.items():
-            os.replace(source, destination)  # same folder: each file appears whole
+        _write_outputs(where, candidate, ranges, model_path, prepared_model, report.excluded_nodes,
+                       options.trt_version, work_dir)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_arguments(
-    target: str, method: str, fmt: str, trt_version: str, max_miou_drop: float | None, data: Any, max_rounds: int,
-    eval_source: Any = None,
+def _destinations(model_path: Path, options: CalibrationOptions) -> _Destinations:
+    """The output paths, refusing an output that would overwrite the float model."""
+    output = Path(options.output) if options.output is not None else default_output(model_path, options.target)
+    if output.resolve() == model_path.resolve():
+        raise EdgesegError(f"-o {output} would overwrite the float model; choose another output path")
+    cache = output.parent / f"{model_path.stem}.calib.cache" if options.target == "tensorrt" else None
+    return _Destinations(output, output.parent / f"{model_path.stem}.calib.json", cache)
+
+
+def _always_float(prepared_model: Any, options: CalibrationOptions) -> list[str]:
+    """The nodes the layout keeps in float whatever the measurements say (head, tail, constant inputs)."""
+    float_head = options.target == "tensorrt" if options.float_head is None else options.float_head
+    always_float = list(dict.fromkeys(head_nodes(prepared_model))) if float_head else []
+    if options.target == "cpu":
+        always_float += [n for n in tail_nodes(prepared_model) if n not in always_float]
+        always_float += [n for n in softmax_and_readers(prepared_model) if n not in always_float]
+    if options.target == "tensorrt":
+        always_float += [n for n in constant_input_nodes(prepared_model) if n not in always_float]
+    return always_float
+
+
+def _fastest_layout(
+    options: CalibrationOptions, build: Callable[[QuantLayout, Sequence[str], str], Path], sample: np.ndarray,
+) -> tuple[QuantLayout, Path, dict[str, float]]:
+    """The target's layout and its first INT8 model; with `--format auto` both formats are built
+    and timed on `sample`, and the faster kept. Returns the layout, the model and the timings."""
+    fmt = options.fmt
+    layout = tensorrt_layout() if options.target == "tensorrt" else cpu_layout("qdq" if fmt == "auto" else fmt)
+    if options.target == "cpu" and fmt == "auto":
+        candidates = {f: build(layout.with_format(f), (), f"{f}.onnx") for f in ("qdq", "qoperator")}
+        latency = measure_latency(candidates, sample)
+        layout = layout.with_format(min(latency, key=latency.get))
+        return layout, candidates[layout.quant_format], latency
+    return layout, build(layout, (), "int8.onnx"), {}
+
+
+def _write_outputs(
+    where: _Destinations, candidate: Path, ranges: CalibrationRanges, model_path: Path, prepared_model: Any,
+    excluded_nodes: Sequence[str], trt_version: str, work_dir: Path,
 ) -> None:
-    """Refuse bad settings before any work is done."""
-    _check_choice(target, TARGETS, "target")
-    _check_choice(method, METHODS, "calibration method")
-    _check_choice(fmt, FORMATS, "format")
-    if target == "tensorrt":
-        if fmt == "qoperator":
-            raise EdgesegError("--format qoperator is a CPU layout; TensorRT reads Q/DQ models (use qdq or auto)")
-        trt_cache.version_code(trt_version)
-    if max_miou_drop is not None:
-        if max_rounds < 1:
-            raise EdgesegError(f"--max-rounds {max_rounds} must be at least 1")
-        if data is not None and eval_source is not None:
-            raise EdgesegError("measure the mIoU on a dataset with masks (--data) or on frames without masks "
-                               "(--eval-images/--eval-video), not both")
-        if not max_miou_drop >= 0:
-            raise EdgesegError(f"--max-miou-drop {max_miou_drop} must be >= 0 (percentage points of mean IoU)")
+    """Stage the ranges JSON (and the TensorRT cache) beside the finished model, then move all into place."""
+    import onnx
+
+    staged = {where.ranges: work_dir / "ranges.json"}
+    staged[where.ranges].write_text(ranges.to_json())
+    if where.cache is not None:
+        float_names = _tensor_names(onnx.load(str(model_path), load_external_data=False))
+        kept = _cache_tensors(ranges, prepared_model, excluded_nodes, float_names)
+        staged[where.cache] = work_dir / "calib.cache"
+        staged[where.cache].write_text(trt_cache.format_cache(kept, trt_version))
+    staged[where.output] = candidate
+    for destination, source in staged.items():
+        os.replace(source, destination)  # same folder: each file appears whole
 
 
 def _ranges(
@@ -993,23 +1045,20 @@ def _meet_budget(
     build: Callable[[QuantLayout, Sequence[str], str], Path],
     spec: ModelSpec,
     model_in: ModelInput,
-    data: Any,
-    eval_subset: str,
-    eval_frames: int,
-    max_rounds: int,
-    exclude_step: int,
-    split: Sequence[float],
+    options: CalibrationOptions,
     eval_source: FrameSource,
 ) -> Path:
     """Evaluate float vs INT8 and move sensitive layers to float until within budget.
 
-    With `data` the mIoU is measured against its masks; without, against the float model's
-    class maps on `eval_source` (float then scores 1).
+    With `options.data` the mIoU is measured against its masks; without, against the float
+    model's class maps on `eval_source` (float then scores 1).
     """
     from edgeseg.calib import sensitivity
 
+    data, eval_subset, eval_frames = options.data, options.eval_subset, options.eval_frames
+
     if data is not None:
-        samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames, split)
+        samples = sensitivity.load_eval_samples(data, spec, eval_subset, eval_frames, options.split)
         float_miou = sensitivity.evaluate_miou(model_path, samples, spec, model_in.batch_size)
         name = data if isinstance(data, str) else getattr(data, "name", "dataset")
         report.miou_reference = f"the masks of {name} [{eval_subset}], {len(samples)} images"
@@ -1038,7 +1087,7 @@ def _meet_budget(
 
     result = sensitivity.search_exclusions(
         quantize=quantize, evaluate=evaluate, float_miou=float_miou, rank=ranking,
-        max_drop_pp=report.max_miou_drop, step=exclude_step, max_rounds=max_rounds,
+        max_drop_pp=report.max_miou_drop, step=options.exclude_step, max_rounds=options.max_rounds,
     )
     report.float_miou = float_miou
     report.int8_miou = result.int8_miou

@@ -86,29 +86,28 @@ def _eval_source(args):
 
 
 def run(args) -> int:
-    from edgeseg.calib.quantize import MiouBudgetError, calibrate
+    from edgeseg.calib.quantize import CalibrationOptions, MiouBudgetError, calibrate
     spec = common.spec_from_args(args, args.model)
+    frames = _frames_source(args)
+    options = CalibrationOptions(
+        target=args.target,
+        method=args.method,
+        num_frames=args.frames,
+        output=args.out,
+        fmt=args.fmt,
+        float_head=args.float_head,
+        trt_version=args.trt_version,
+        progress=not args.no_progress,
+        max_miou_drop=args.max_miou_drop,
+        data=args.data,
+        eval_source=_eval_source(args),
+        eval_subset=args.subset,
+        eval_frames=args.eval_frames,
+        split=args.split,
+        max_rounds=args.max_rounds,
+    )
     try:
-        report = calibrate(
-            args.model,
-            _frames_source(args),
-            target=args.target,
-            method=args.method,
-            num_frames=args.frames,
-            output=args.out,
-            fmt=args.fmt,
-            max_miou_drop=args.max_miou_drop,
-            data=args.data,
-            eval_source=_eval_source(args),
-            spec=spec,
-            float_head=args.float_head,
-            eval_subset=args.subset,
-            split=args.split,
-            eval_frames=args.eval_frames,
-            max_rounds=args.max_rounds,
-            trt_version=args.trt_version,
-            progress=not args.no_progress,
-        )
+        report = calibrate(args.model, frames, options, spec=spec)
     except MiouBudgetError as err:
         print(err.report.summary(written=False))
         print(f"edgeseg calibrate: error: {err}", file=sys.stderr)

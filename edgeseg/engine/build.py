@@ -414,14 +414,14 @@ def prepare(plan: BuildPlan, options: BuildOptions, work_dir: Path, log: Log) ->
     finished = prepare_graph(source, plan.facts, plan.spec, plan.batch, work_dir / f"{source.stem}.prepared.onnx", log)
     calibration = None
     if plan.calibrate is not None:
-        from edgeseg.calib import CalibrationRanges, calibrate
+        from edgeseg.calib import CalibrationOptions, CalibrationRanges, calibrate
 
         quantized = work_dir / f"{source.stem}.{plan.calibrate}-int8.onnx"
         extra = {"trt_version": plan.trt_version.split("+")[0]} if plan.trt_version else {}
-        report = calibrate(
-            finished, frames_source(options.calib), target=plan.calibrate, method=options.calib_method,
-            num_frames=options.calib_frames, output=quantized, spec=plan.spec, progress=options.progress, **extra,
-        )
+        settings = CalibrationOptions(target=plan.calibrate, method=options.calib_method,
+                                      num_frames=options.calib_frames, output=quantized, progress=options.progress,
+                                      **extra)
+        report = calibrate(finished, frames_source(options.calib), settings, spec=plan.spec)
         key = CalibrationRanges.load(report.ranges_path).key
         calibration = CalibrationInfo(report.frames_source, key, report.frames, report.method)
         log(f"precision: calibrated {source.name} ({report.method}, {report.frames} frames) for {plan.calibrate}")
