@@ -37,14 +37,9 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.errors import DataError, EdgesegError, SpecError
-from edgeseg.evalmetrics import (
-    SegmentationScores,
-    confusion_matrix,
-    finite_or_none,
-    per_image_iou,
-    scores_from_confusion,
-)
+from edgeseg.evalmetrics import SegmentationScores, finite_or_none, scores_from_confusion
 from edgeseg.fileio import atomic_path, atomic_write_text
+from edgeseg.scoring import Tally, chunks
 from edgeseg.spec import ModelSpec
 
 WORST_LISTED = 10  # frames listed in the report, worst agreement first
@@ -200,12 +195,11 @@ def score_frames(
         total: the number of frames, for the progress bar.
     """
     spec = float_seg.spec
-    classes, ignore = spec.num_classes, spec.ignore_index
-    zeros = np.zeros((classes, classes), dtype=np.int64)
-    scores = FrameScores(zeros.copy(), zeros.copy(), zeros.copy())
+    float_truth, engine_truth, engine_float = (Tally(spec.num_classes, spec.ignore_index) for _ in range(3))
+    scores = FrameScores(float_truth.confusion, engine_truth.confusion, engine_float.confusion)
     kept: list[tuple] = []  # min-heap on -disagreement rank: the `pictures` least-agreeing frames
     bar = tqdm(total=total, desc="verify", unit="frame", disable=not progress)
-    for chunk in _chunks(frames, batch):
+    for chunk in chunks(frames, batch):
         images = [image for _, _, image, _ in chunk]
         tick = time.perf_counter()
         float_maps = [s.class_map for s in float_seg.seg_batch(images)]
@@ -220,11 +214,9 @@ def score_frames(
                     raise DataError(
                         f"frame {sample}: mask {mask.shape} and image {f_map.shape} sizes differ; fix the dataset"
                     )
-                scores.float_truth += confusion_matrix(mask, f_map, classes, ignore)
-                scores.engine_truth += confusion_matrix(mask, e_map, classes, ignore)
-                float_iou = float(per_image_iou(mask, f_map, classes, ignore)[0])
-                engine_iou = float(per_image_iou(mask, e_map, classes, ignore)[0])
-            scores.engine_float += confusion_matrix(f_map, e_map, classes, ignore)
+                float_iou = float_truth.add(mask, f_map)
+                engine_iou = engine_truth.add(mask, e_map)
+            engine_float.add(f_map, e_map)
             if commands is not None:
                 commands.step(f_map, e_map)
             same = int(np.count_nonzero(f_map == e_map))
@@ -245,17 +237,6 @@ def score_frames(
     if commands is not None:
         scores.commands = commands.results()
     return scores
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 @dataclass
