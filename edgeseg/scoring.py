@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.evalmetrics import SegmentationScores, confusion_matrix, scores_from_confusion
+from edgeseg.evalmetrics import SegmentationScores, confusion_matrix, mean_iou, scores_from_confusion
 
 
 class Tally:
@@ -37,7 +37,7 @@ class Tally:
         """Count one image (same shapes); returns its mean IoU."""
         cm = confusion_matrix(truth, prediction, self.num_classes, self.ignore_index)
         self.confusion += cm
-        iou = scores_from_confusion(cm).mean_iou
+        iou = mean_iou(cm)
         self.per_image.append(iou)
         return iou
 
