@@ -3,14 +3,18 @@
 Every score of a model goes the robot's way: a `Segmenter` (ONNX Runtime, TensorRT or Keras)
 segments the frames, and its class maps are compared with the masks at the mask's resolution.
 `Tally` accumulates one confusion matrix and the per-image mean IoUs; `score` runs a
-Segmenter over (frame, mask) pairs into a Tally. A comparison of two models (verify) keeps one
-Tally per pair it compares. Numpy only: this module sits beside the runtime and imports no
+Segmenter over (frame, mask) pairs into a Tally; `compare` runs two (a float model and its
+engine) over the same frames into three Tallies: each against the masks, and one against the
+other. Numpy only: this module sits beside the runtime and imports no
 framework.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,6 +84,65 @@ def score(
         bar.update(len(chunk))
     bar.close()
     return tally
+
+
+@dataclass
+class Comparison:
+    """Two Segmenters on the same frames (verify's float model and its engine).
+
+    Attributes:
+        first, second: each model's Tally against the masks (frames without a mask skipped).
+        second_vs_first: the second model's Tally with the first model's class maps as the truth.
+        seconds: time spent in each model's `seg_batch`, [first, second].
+    """
+
+    first: Tally
+    second: Tally
+    second_vs_first: Tally
+    seconds: list[float]
+
+
+def compare(
+    first: Any,
+    second: Any,
+    samples: Iterable[tuple[np.ndarray, np.ndarray | None, Any]],
+    batch: int = 8,
+    on_frame: Callable[[Any, np.ndarray, np.ndarray, np.ndarray, float, float], None] | None = None,
+    progress: str | None = None,
+    total: int | None = None,
+) -> Comparison:
+    """Segment each frame with both models; tally both against the mask and second against first.
+
+    Args:
+        first, second: Segmenters with the same classes (the reference first).
+        samples: (RGB frame, mask of the frame's size or None, key) in order; the key is passed
+            through to `on_frame`.
+        on_frame: called per frame, in order, with (key, frame, first map, second map, first
+            IoU, second IoU); the IoUs are NaN without a mask.
+        progress, total: as for `score`.
+    """
+    spec = first.spec
+    result = Comparison(*(Tally(spec.num_classes, spec.ignore_index) for _ in range(3)), [0.0, 0.0])
+    bar = tqdm(total=total, desc=progress, unit="frame", disable=progress is None)
+    for chunk in chunks(samples, batch):
+        frames = [frame for frame, _, _ in chunk]
+        tick = time.perf_counter()
+        first_maps = [s.class_map for s in first.seg_batch(frames)]
+        tock = time.perf_counter()
+        second_maps = [s.class_map for s in second.seg_batch(frames)]
+        result.seconds[0] += tock - tick
+        result.seconds[1] += time.perf_counter() - tock
+        for (frame, mask, key), first_map, second_map in zip(chunk, first_maps, second_maps):
+            first_iou = second_iou = math.nan
+            if mask is not None:
+                first_iou = result.first.add(mask, first_map)
+                second_iou = result.second.add(mask, second_map)
+            result.second_vs_first.add(first_map, second_map)
+            if on_frame is not None:
+                on_frame(key, frame, first_map, second_map, first_iou, second_iou)
+        bar.update(len(chunk))
+    bar.close()
+    return result
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:

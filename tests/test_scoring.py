@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import DataError
-from edgeseg.scoring import Tally, chunks, score
+from edgeseg.scoring import Tally, chunks, compare, score
 from edgeseg.spec import ModelSpec
 
 SPEC = ModelSpec(class_names=("a", "b", "c"), input_height=16, input_width=16, model="tiny")
@@ -83,3 +83,25 @@ def test_fit_to_mask_scores_network_sized_frames_against_full_size_masks(tiny):
         assert tally.scores().mean_iou == 1.0 and tally.confusion.sum() == 3 * 40 * 48
         with pytest.raises(DataError, match="shapes differ"):
             score(segmenter, zip(frames, masks))
+
+
+def test_compare_tallies_both_models_and_one_against_the_other(tiny):
+    from edgeseg.runtime.segmenter import Segmenter
+
+    frames = _frames(5, size=24)
+    rng = np.random.default_rng(1)
+    masks = [rng.integers(0, 3, (24, 24), dtype=np.uint8) for _ in frames]
+    masks[2] = None  # a frame without a mask: compared, not scored against truth
+    seen = []
+    with Segmenter.open(tiny.run_dir, backend="keras") as keras_seg, Segmenter.open(tiny.onnx_path) as onnx_seg:
+        compared = compare(keras_seg, onnx_seg, zip(frames, masks, range(5)), batch=2,
+                           on_frame=lambda key, frame, a, b, ia, ib: seen.append((key, math.isnan(ia), b.shape)))
+        labelled = [(f, m) for f, m in zip(frames, masks) if m is not None]
+        alone = score(onnx_seg, labelled, batch=4)
+    assert seen == [(i, i == 2, (24, 24)) for i in range(5)]
+    np.testing.assert_array_equal(compared.second.confusion, alone.confusion)
+    assert compared.second.per_image == alone.per_image and len(compared.first.per_image) == 4
+    # the export keeps Keras's class maps: ONNX Runtime against Keras is (almost) perfect
+    assert compared.second_vs_first.confusion.sum() == 5 * 24 * 24
+    assert compared.second_vs_first.scores().pixel_accuracy >= 0.999
+    assert compared.seconds[0] > 0 and compared.seconds[1] > 0
