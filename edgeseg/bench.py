@@ -504,16 +504,13 @@ def _timing_frame(settings: BenchSettings, spec: ModelSpec) -> np.ndarray:
 
 def _score(segmenter: Any, settings: BenchSettings) -> tuple[float | None, int]:
     """Mean IoU (0..1, None if undefined) at mask resolution, and the frames scored."""
-    from edgeseg.evalmetrics import confusion_matrix, scores_from_confusion
+    from edgeseg.scoring import score
 
     spec = segmenter.spec
     dataset = _open_data(settings, spec)
     indices = _scored_indices(dataset, settings)
-    cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
-    for index in indices:
-        image, mask = dataset.load(index)
-        cm += confusion_matrix(mask, segmenter.seg(image).class_map, spec.num_classes, spec.ignore_index)
-    mean_iou = scores_from_confusion(cm, spec.class_names).mean_iou
+    tally = score(segmenter, (dataset.load(index) for index in indices), batch=1)
+    mean_iou = tally.scores(spec.class_names).mean_iou
     return (None if math.isnan(mean_iou) else float(mean_iou)), len(indices)
 
 

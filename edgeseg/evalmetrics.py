@@ -73,6 +73,15 @@ def _per_class_iou(cm: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
 
 
+def mean_iou(cm: np.ndarray) -> float:
+    """Mean of the defined per-class IoUs of one confusion matrix (NaN if none is defined).
+
+    The same number as `scores_from_confusion(cm).mean_iou`, without the other scores: scoring
+    takes it once per image.
+    """
+    return _nanmean(_per_class_iou(np.asarray(cm)))
+
+
 @dataclass(frozen=True, eq=False)
 class SegmentationScores:
     """Scores of one confusion matrix.

@@ -34,17 +34,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgeseg.errors import DataError, EdgesegError, SpecError
-from edgeseg.evalmetrics import (
-    SegmentationScores,
-    confusion_matrix,
-    finite_or_none,
-    per_image_iou,
-    scores_from_confusion,
-)
+from edgeseg.evalmetrics import SegmentationScores, finite_or_none, scores_from_confusion
 from edgeseg.fileio import atomic_path, atomic_write_text
+from edgeseg.scoring import compare
 from edgeseg.spec import ModelSpec
 
 WORST_LISTED = 10  # frames listed in the report, worst agreement first
@@ -189,7 +183,7 @@ def score_frames(
     progress: bool = False,
     total: int | None = None,
 ) -> FrameScores:
-    """Run both Segmenters over the frames and score the engine against float (and masks).
+    """Run both Segmenters over the frames (`edgeseg.scoring.compare`) and score the engine against float (and masks).
 
     Args:
         float_seg, engine_seg: Segmenters (anything with `spec` and `seg_batch`).
@@ -199,63 +193,45 @@ def score_frames(
         commands: steps the navigators on each pair of class maps, in frame order.
         total: the number of frames, for the progress bar.
     """
-    spec = float_seg.spec
-    classes, ignore = spec.num_classes, spec.ignore_index
-    zeros = np.zeros((classes, classes), dtype=np.int64)
-    scores = FrameScores(zeros.copy(), zeros.copy(), zeros.copy())
     kept: list[tuple] = []  # min-heap on -disagreement rank: the `pictures` least-agreeing frames
-    bar = tqdm(total=total, desc="verify", unit="frame", disable=not progress)
-    for chunk in _chunks(frames, batch):
-        images = [image for _, _, image, _ in chunk]
-        tick = time.perf_counter()
-        float_maps = [s.class_map for s in float_seg.seg_batch(images)]
-        tock = time.perf_counter()
-        engine_maps = [s.class_map for s in engine_seg.seg_batch(images)]
-        scores.seconds["float"] += tock - tick
-        scores.seconds["engine"] += time.perf_counter() - tock
-        for (index, sample, image, mask), f_map, e_map in zip(chunk, float_maps, engine_maps):
-            float_iou = engine_iou = math.nan
-            if mask is not None:
-                if mask.shape != f_map.shape:
-                    raise DataError(
-                        f"frame {sample}: mask {mask.shape} and image {f_map.shape} sizes differ; fix the dataset"
-                    )
-                scores.float_truth += confusion_matrix(mask, f_map, classes, ignore)
-                scores.engine_truth += confusion_matrix(mask, e_map, classes, ignore)
-                float_iou = float(per_image_iou(mask, f_map, classes, ignore)[0])
-                engine_iou = float(per_image_iou(mask, e_map, classes, ignore)[0])
-            scores.engine_float += confusion_matrix(f_map, e_map, classes, ignore)
-            if commands is not None:
-                commands.step(f_map, e_map)
-            same = int(np.count_nonzero(f_map == e_map))
-            scores.equal += same
-            scores.pixels += f_map.size
-            parity = FrameParity(index, sample, same / f_map.size, float_iou, engine_iou)
-            scores.frames.append(parity)
-            if pictures:
-                # heap key: the most-agreeing of the kept frames sits on top, ready to be replaced
-                item = (-parity.agreement, -index, parity, image, f_map, e_map)
-                if len(kept) < pictures:
-                    heapq.heappush(kept, item)
-                elif item[:2] > kept[0][:2]:
-                    heapq.heapreplace(kept, item)
-        bar.update(len(chunk))
-    bar.close()
+    frame_list: list[FrameParity] = []
+    counts = [0, 0]  # pixels where the two agree, pixels compared
+
+    def on_frame(key, image, f_map, e_map, float_iou, engine_iou) -> None:
+        index, sample = key
+        if commands is not None:
+            commands.step(f_map, e_map)
+        same = int(np.count_nonzero(f_map == e_map))
+        counts[0] += same
+        counts[1] += f_map.size
+        parity = FrameParity(index, sample, same / f_map.size, float_iou, engine_iou)
+        frame_list.append(parity)
+        if pictures:
+            # heap key: the most-agreeing of the kept frames sits on top, ready to be replaced
+            item = (-parity.agreement, -index, parity, image, f_map, e_map)
+            if len(kept) < pictures:
+                heapq.heappush(kept, item)
+            elif item[:2] > kept[0][:2]:
+                heapq.heapreplace(kept, item)
+
+    def samples() -> Iterator[tuple]:
+        for index, sample, image, mask in frames:
+            if mask is not None and mask.shape != image.shape[:2]:
+                raise DataError(
+                    f"frame {sample}: mask {mask.shape} and image {image.shape[:2]} sizes differ; fix the dataset"
+                )
+            yield image, mask, (index, sample)
+
+    compared = compare(float_seg, engine_seg, samples(), batch, on_frame, "verify" if progress else None, total)
+    scores = FrameScores(
+        compared.first.confusion, compared.second.confusion, compared.second_vs_first.confusion,
+        equal=counts[0], pixels=counts[1], frames=frame_list,
+        seconds={"float": compared.seconds[0], "engine": compared.seconds[1]},
+    )
     scores.kept = [item[2:] for item in sorted(kept, key=lambda item: item[:2], reverse=True)]
     if commands is not None:
         scores.commands = commands.results()
     return scores
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 @dataclass

@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     # the ground floor: what every artifact and message is made of ("edgeseg" is the package root)
     frozenset({"edgeseg", "errors", "spec", "fileio", "size", "artifact", "onnxmeta", "evalmetrics", "robot"}),
     # what the robot and the data are: datasets, Keras builders, runners, navigation
-    frozenset({"data", "models", "runtime", "nav", "world", "sources"}),
+    frozenset({"data", "models", "runtime", "nav", "world", "sources", "scoring"}),
     # the stages that make and judge artifacts
     frozenset({"calib", "export", "train", "verify", "bench"}),
     # what puts the stages together: live streams, engine building

@@ -7,7 +7,8 @@ mean IoU against float of at least 100 - X.
 
 The loop (`search_exclusions`) is plain control flow over three functions (quantize with some
 nodes excluded, evaluate a model, rank the nodes), so it is tested with fakes; the real
-functions below use ONNX Runtime sessions directly.
+functions below score through `edgeseg.scoring` (a Segmenter over a plain CPU session) and
+use ONNX Runtime's debugging helpers for the ranking.
 
 Ranking: both models run a few calibration frames with every intermediate tensor exposed
 (ONNX Runtime's `qdq_loss_debug` helpers), and each quantized node is scored by how much
@@ -29,8 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.errors import DataError
-from edgeseg.evalmetrics import confusion_matrix, scores_from_confusion
-from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map, resize_frame
+from edgeseg.runtime.preprocess import resize_frame
 from edgeseg.spec import ModelSpec
 
 RANK_FRAMES = 4  # frames the ranking runs; intermediate tensors of all layers are kept in memory
@@ -155,42 +155,37 @@ def load_reference_samples(
         float_model: the float ONNX model.
         source: a calib.readers FrameSource (ImageFolder, VideoFile).
     """
-    from edgeseg.calib.session import cpu_session
+    from edgeseg.scoring import chunks
 
     frame_set = source.read(count, spec)
-    maps = predict_class_maps(cpu_session(float_model), frame_set.frames, spec, batch_size)
+    with _segmenter(float_model, spec) as segmenter:
+        maps = [s.class_map for chunk in chunks(frame_set.frames, batch_size) for s in segmenter.seg_batch(chunk)]
     return [EvalSample(image, class_map) for image, class_map in zip(frame_set.frames, maps)]
-
-
-def predict_class_maps(
-    session: Any, images: Sequence[np.ndarray], spec: ModelSpec, batch_size: int = 1
-) -> list[np.ndarray]:
-    """Class maps (network resolution) of `images` from an ONNX Runtime session."""
-    name = session.get_inputs()[0].name
-    maps: list[np.ndarray] = []
-    for start in range(0, len(images), batch_size):
-        chunk = list(images[start : start + batch_size])
-        real = len(chunk)
-        chunk += [chunk[-1]] * (batch_size - real)  # a fixed-batch model needs whole batches
-        output = session.run(None, {name: preprocess(chunk, spec)})[0]
-        maps.extend(class_map_from_output(output, spec)[:real])
-    return maps
 
 
 def evaluate_miou(model_path: Path, samples: Sequence[EvalSample], spec: ModelSpec, batch_size: int = 1) -> float:
     """Mean IoU (0..1) of an ONNX model on `samples`, predictions resized to each mask."""
-    from edgeseg.calib.session import cpu_session
+    from edgeseg.scoring import score
 
-    session = cpu_session(model_path)
-    maps = predict_class_maps(session, [s.image for s in samples], spec, batch_size)
-    cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
-    for sample, class_map in zip(samples, maps):
-        prediction = resize_class_map(class_map, *sample.mask.shape[:2])
-        cm += confusion_matrix(sample.mask, prediction, spec.num_classes, spec.ignore_index)
-    miou = scores_from_confusion(cm, spec.class_names).mean_iou
+    with _segmenter(model_path, spec) as segmenter:
+        tally = score(segmenter, ((s.image, s.mask) for s in samples), batch=batch_size, fit_to_mask=True)
+    miou = tally.scores(spec.class_names).mean_iou
     if math.isnan(miou):
         raise DataError("the evaluation masks hold no labelled pixel; cannot measure the mIoU")
     return miou
+
+
+def _segmenter(model_path: Path, spec: ModelSpec) -> Any:
+    """A Segmenter over calibration's plain CPU session: quick to open for each candidate model.
+
+    The model is one calibration itself just wrote, so `open_onnxruntime`'s integrity and
+    metadata checks are skipped; `spec` is the float model's.
+    """
+    from edgeseg.calib.session import cpu_session
+    from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from edgeseg.runtime.segmenter import Segmenter
+
+    return Segmenter(OnnxRuntimeBackend(Path(model_path), cpu_session(model_path), spec))
 
 
 # --------------------------------------------------------------------------------------------

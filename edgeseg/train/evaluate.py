@@ -1,7 +1,8 @@
 """`edgeseg evaluate`: task metrics of a trained model on a dataset split, with pictures.
 
-Predictions go through the runtime's own preprocessing (`edgeseg.runtime.preprocess`) and are
-compared at the mask's full resolution, exactly as a deployed engine is judged by `verify`.
+The model runs as a Keras `Segmenter` (the runtime's own preprocessing) and is scored by
+`edgeseg.scoring` at the mask's full resolution, exactly as `verify` and `bench` judge a
+deployed engine.
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgeseg.errors import ModelError
 from edgeseg.data.base import sample_id
-from edgeseg.evalmetrics import confusion_matrix, finite_or_none, format_table, per_image_iou, scores_from_confusion
+from edgeseg.evalmetrics import finite_or_none, format_table
 from edgeseg.fileio import atomic_write_text
-from edgeseg.runtime.preprocess import class_map_from_output, preprocess, resize_class_map
-from edgeseg.spec import SPEC_FILENAME, ModelSpec
+from edgeseg.scoring import chunks, score
+from edgeseg.spec import ModelSpec
 
 
 @dataclass
@@ -45,37 +45,38 @@ class EvalReport:
         }
 
 
-def load_model_and_spec(path: str | Path):
-    """Load a Keras model and its ModelSpec from a run folder or a `.keras` file beside spec.json."""
-    from edgeseg.runtime.keras_backend import MODEL_FILENAME, load_keras_model
+def open_model(path: str | Path) -> Any:
+    """A run folder or `.keras` file (with spec.json beside it) as a Keras Segmenter."""
+    from edgeseg.runtime.keras_backend import MODEL_FILENAME
+    from edgeseg.runtime.segmenter import Segmenter
 
     path = Path(path)
     model_path = path / MODEL_FILENAME if path.is_dir() else path
     if not model_path.exists():
         raise ModelError(f"no model at {model_path}; pass a run folder from `edgeseg train` or a .keras file")
-    spec = ModelSpec.load(model_path.parent / SPEC_FILENAME)
-    return load_keras_model(model_path), spec
+    return Segmenter.open(model_path, backend="keras")
 
 
-def predict_class_maps(model, images: Sequence[np.ndarray], spec: ModelSpec, batch: int = 8) -> list[np.ndarray]:
-    """Class maps at each image's own resolution, via the shared preprocessing."""
-    maps = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        output = np.asarray(model.predict_on_batch(preprocess(chunk, spec)))
-        for image, class_map in zip(chunk, class_map_from_output(output, spec)):
-            maps.append(resize_class_map(class_map, *image.shape[:2]))
-    return maps
+def predict_class_maps(segmenter: Any, images: Sequence[np.ndarray], batch: int = 8) -> list[np.ndarray]:
+    """Class maps at each image's own resolution, `batch` images per forward pass."""
+    return [s.class_map for chunk in chunks(images, batch) for s in segmenter.seg_batch(chunk)]
 
 
-def sample_predictions(model, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
-    """image | truth | prediction for the first few samples of a dataset, through the runtime path."""
+def sample_predictions(model: Any, dataset, spec: ModelSpec, path: Path, count: int = 4) -> Path:
+    """image | truth | prediction for the first few samples of a dataset, through the runtime path.
+
+    Args:
+        model: a loaded keras.Model (training's best), run as the Keras backend runs it.
+    """
+    from edgeseg.runtime.keras_backend import KerasBackend
+    from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.train import plots
 
     samples = [dataset.load(i) for i in range(min(count, len(dataset)))]
     images = [image for image, _ in samples]
     truths = [mask for _, mask in samples]
-    return plots.prediction_grid(images, truths, predict_class_maps(model, images, spec), spec, path)
+    segmenter = Segmenter(KerasBackend(path, model, spec))
+    return plots.prediction_grid(images, truths, predict_class_maps(segmenter, images), spec, path)
 
 
 def evaluate(
@@ -96,25 +97,17 @@ def evaluate(
     from edgeseg.data.sources import open_dataset_for_model, validate_dataset
     from edgeseg.train import plots
 
-    model, spec = load_model_and_spec(model_path)
+    segmenter = open_model(model_path)
+    spec = segmenter.spec
     dataset = open_dataset_for_model(data, spec, subset, split, hint="evaluate on data with the same classes")
     validate_dataset(dataset)
 
-    cm = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
-    per_image: list[tuple[int, float]] = []
-    indices = range(len(dataset))
-    bar = tqdm(total=len(dataset), desc=f"evaluate {subset}", unit="img", disable=not progress)
-    for start in range(0, len(dataset), batch):
-        chunk = [dataset.load(i) for i in indices[start : start + batch]]
-        predictions = predict_class_maps(model, [image for image, _ in chunk], spec, batch=batch)
-        for offset, ((_, mask), pred) in enumerate(zip(chunk, predictions)):
-            cm += confusion_matrix(mask, pred, spec.num_classes, spec.ignore_index)
-            iou = per_image_iou(mask, pred, spec.num_classes, spec.ignore_index)
-            per_image.append((start + offset, float(iou[0])))
-        bar.update(len(chunk))
-    bar.close()
+    tally = score(segmenter, (dataset.load(i) for i in range(len(dataset))), batch,
+                  progress=f"evaluate {subset}" if progress else None, total=len(dataset))
+    cm = tally.confusion
+    per_image = list(enumerate(tally.per_image))
 
-    scores = scores_from_confusion(cm, spec.class_names)
+    scores = tally.scores(spec.class_names)
     report = EvalReport(
         model=str(model_path),
         data=data,
@@ -135,7 +128,7 @@ def evaluate(
             plots.prediction_grid(
                 images,
                 [mask for _, mask in samples],
-                predict_class_maps(model, images, spec),
+                predict_class_maps(segmenter, images),
                 spec,
                 out / f"{name}.png",
                 titles=[f"{sample_id(dataset, i)}  IoU {v:.3f}" for i, v in chosen],
