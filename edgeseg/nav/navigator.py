@@ -135,6 +135,9 @@ class NavConfig:
             (the mode table); `for_camera` sets it.
         vanishing_margin: how far above the vanishing line (fraction of the height) traversable
             pixels must reach to count, for a model's blurred floor boundary at far walls.
+        min_free_probability: with the model's probabilities (`step(..., free_probability=)`),
+            traversable pixels whose traversable probability is below this count as obstacles,
+            so the car drives only on floor the model is sure of (mode; 0: off).
     """
 
     horizon: float = 0.45
@@ -167,6 +170,7 @@ class NavConfig:
     free_frames: int = 2
     vanishing_line: float = 0.0
     vanishing_margin: float = 0.05
+    min_free_probability: float = 0.0
 
     def __post_init__(self) -> None:
         def check(name: str, low: float, high: float) -> None:
@@ -191,6 +195,7 @@ class NavConfig:
         check("free_frames", 1, 100)
         check("vanishing_line", 0.0, 1.0)
         check("vanishing_margin", 0.0, 0.5)
+        check("min_free_probability", 0.0, 1.0)
         if self.headings % 2 == 0:
             raise EdgesegError(
                 f"NavConfig.headings={self.headings} must be odd, so straight ahead is a heading"
@@ -374,7 +379,7 @@ NAV_MODES: dict[str, NavConfig] = {
     "safe": dataclasses.replace(
         _BALANCED, margin=0.08, stop_clearance=0.35, slow_clearance=0.8, max_throttle=0.4,
         min_confidence=0.3, steering_smoothing=0.35, max_steering_step=0.15, max_throttle_rise=0.05,
-        free_frames=3,
+        free_frames=3, min_free_probability=0.8,
     ),
     "balanced": _BALANCED,
     "adventurous": dataclasses.replace(
@@ -479,6 +484,8 @@ class Navigator:
         self.ignore_index = int(ignore_index)
         self._lut = np.zeros(256, dtype=bool)
         self._lut[list(ids)] = True
+        # Doubtful floor (min_free_probability) is written as this class: not traversable, not ignored.
+        self._doubtful_id = next(i for i in range(256) if not self._lut[i] and i != self.ignore_index)
         # The candidate steerings, evenly over full lock; the middle one is straight ahead.
         headings = self.config.headings
         self._steerings = np.linspace(-1.0, 1.0, headings, dtype=np.float32)
@@ -535,10 +542,44 @@ class Navigator:
         self._previous = None
         self._recent.clear()
 
-    def free_space(self, class_map: np.ndarray) -> FreeSpace:
+    def free_probability(self, probabilities: np.ndarray) -> np.ndarray:
+        """HxW probability that each pixel is traversable, from HxWxC class probabilities
+        (`Segmenter.seg(frame, probabilities=True).probabilities`), for `step(free_probability=)`."""
+        probs = np.asarray(probabilities)
+        if probs.ndim != 3 or max(self.traversable) >= probs.shape[2]:
+            raise EdgesegError(
+                f"Navigator.free_probability expects HxWxC class probabilities with a channel for each "
+                f"traversable class {list(self.traversable)}, got shape {probs.shape}"
+            )
+        return probs[..., list(self.traversable)].sum(axis=2, dtype=np.float32)
+
+    def _confident(self, class_map: np.ndarray, free_probability: np.ndarray | None) -> np.ndarray:
+        """The class map with traversable pixels the model is unsure of (min_free_probability) blocked."""
+        threshold = self.config.min_free_probability
+        if free_probability is None or threshold <= 0.0:
+            return class_map
+        prob = np.asarray(free_probability)
+        if prob.ndim != 2 or prob.size == 0:
+            raise EdgesegError(
+                f"Navigator.step expects free_probability as an HxW array (Navigator.free_probability), "
+                f"got shape {prob.shape}"
+            )
+        if prob.shape != class_map.shape:  # model output resolution -> frame resolution, nearest
+            rows = np.arange(class_map.shape[0]) * prob.shape[0] // class_map.shape[0]
+            cols = np.arange(class_map.shape[1]) * prob.shape[1] // class_map.shape[1]
+            prob = prob[rows[:, None], cols[None, :]]
+        doubtful = self._lut[class_map] & (prob < threshold)
+        if not doubtful.any():
+            return class_map
+        confident = class_map.copy()
+        confident[doubtful] = self._doubtful_id
+        return confident
+
+    def free_space(self, class_map: np.ndarray, free_probability: np.ndarray | None = None) -> FreeSpace:
         """The free-space measurement step() plans on (for debugging and drawing)."""
         _check_class_map(class_map)
         self._adapt(class_map.shape)
+        class_map = self._confident(class_map, free_probability)
         cfg = self.config
         return analyse_free_space(
             class_map, self._lut, horizon=cfg.horizon, min_obstacle_rows=cfg.min_obstacle_rows,
@@ -579,10 +620,15 @@ class Navigator:
             return 1.0 if right > left else -1.0
         return -1.0 if previous_steering < 0 else 1.0
 
-    def step(self, class_map: np.ndarray) -> Command:
-        """The command for one class map (uint8 HxW); raises EdgesegError for anything else."""
+    def step(self, class_map: np.ndarray, free_probability: np.ndarray | None = None) -> Command:
+        """The command for one class map (uint8 HxW); raises EdgesegError for anything else.
+
+        Args:
+            free_probability: HxW probability of floor (`free_probability(...)`), any size; with
+                the mode's min_free_probability, floor the model doubts counts as obstacle.
+        """
         cfg = self.config
-        space = self.free_space(class_map)
+        space = self.free_space(class_map, free_probability)
         previous = self._previous
 
         target = self._target_steering(space, previous)

@@ -24,8 +24,9 @@ backs away for `recovery_seconds` at `recovery_speed_mps` with the steering at f
 *opposite* to the stop command's (which points to the more open side), so the nose swings
 towards the open side. Reversing is guarded by a simulated rear bumper sensor: a step that would
 bring the footprint within `rear_margin_m` of a solid, closer than it already is, is swapped for
-straight back or the other lock, and if every step closes in, the car takes the one that keeps the
-most room (at least a quarter of the margin) or stands still for that step. The camera keeps
+straight back or the other lock, and if every step closes in, the car stands still for that step,
+so reversing never brings it nearer than the margin (it once allowed a quarter of it, and that
+was the smallest clearance of safe episodes where the car never drove forward). The camera keeps
 running and the navigator keeps stepping during the manoeuvre, so its smoothing follows the car;
 when the manoeuvre is over the navigator drives again, and a stop starts a new one. Forward
 motion is never guarded: what the car hits going forward is the navigator's (and the model's)
@@ -92,7 +93,7 @@ class SimConfig:
     start_margin_m: float = 0.35
     recovery_speed_mps: float = 0.25
     recovery_seconds: float = 1.0
-    rear_margin_m: float = 0.02
+    rear_margin_m: float = 0.03
     wheelbase_m: float = 0.26
     max_steer_deg: float = 30.0
     navigator: str = "camera"
@@ -332,6 +333,10 @@ class ModelPerceiver:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         return self.segmenter.seg(rgb).class_map
 
+    def segment(self, rgb: np.ndarray) -> Any:
+        """The frame's Segmentation with class probabilities (for a mode that weighs them)."""
+        return self.segmenter.seg(rgb, probabilities=True)
+
     def close(self) -> None:
         self.segmenter.close()
 
@@ -444,8 +449,16 @@ def _run_episode(
     for steps in range(1, config.steps + 1):
         tick(1)
         rgb, mask = world.render(car.camera_pose(pose), config.camera)
-        class_map = mask if perceive is None else _check_class_map(perceive(rgb), rgb)
-        command = navigator.step(class_map)
+        free = None  # the model's floor probability, for a mode that drives only on sure floor
+        if perceive is None:
+            class_map = mask
+        elif navigator.config.min_free_probability > 0.0 and hasattr(perceive, "segment"):
+            seen = perceive.segment(rgb)
+            class_map = _check_class_map(seen.class_map, rgb)
+            free = navigator.free_probability(seen.probabilities)
+        else:
+            class_map = _check_class_map(perceive(rgb), rgb)
+        command = navigator.step(class_map, free)
         previous_speed = speed
 
         if command.stop:
@@ -502,23 +515,18 @@ def _reverse(world: World, pose: Pose, clearance: float, away: float, config: Si
 
     Tries full lock `away`, then straight back, then the other lock, and takes the first step
     that keeps the footprint `rear_margin_m` clear of every solid or does not bring it closer.
-    Squeezed (every step closes in on something beside the car), it takes the step that keeps
-    the most room if that is still a quarter of the margin. Returns (new pose, its clearance),
-    or None when no step is safe.
+    Squeezed (every step closes in on something within the margin), the car stands: reversing
+    never takes it nearer than the margin. Returns (new pose, its clearance), or None when no
+    step is safe.
     """
     speed = -config.recovery_speed_mps
     if speed == 0.0:
         return None
-    best: tuple[Pose, float] | None = None
     for steering in (away, 0.0, -away):
         nxt = config.car.step(pose, steering, speed, config.dt)
         gap = float(world.clearance(nxt.x, nxt.y))
         if gap >= config.car_radius_m + config.rear_margin_m or gap >= clearance:
             return nxt, gap
-        if best is None or gap > best[1]:
-            best = (nxt, gap)
-    if best is not None and best[1] >= config.car_radius_m + config.rear_margin_m / 4:
-        return best
     return None
 
 

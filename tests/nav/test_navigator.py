@@ -433,3 +433,45 @@ def test_the_camera_corridor_narrows_above_the_stop_line_only():
     beside_near = put(camera_scene(), OBSTACLE, 0.6, 0.7, 0.0, 0.15)
     command = Navigator([FLOOR], "safe", config).step(beside_near)
     assert command.stop and command.reason == "blocked"
+
+
+def test_safe_mode_blocks_floor_the_model_is_unsure_of():
+    """A wall's lower band called floor, but with a low floor probability: safe stops, the others
+    (and safe without probabilities) drive on the class map as before."""
+    class_map = scene()
+    probability = np.ones(class_map.shape, dtype=np.float32)
+    put(probability, 0, 0.0, 0.3, 0.3, 0.7)  # doubtful floor right ahead: probability 0
+    probability[probability == 0] = 0.6
+    sure = dataclasses.replace(NAV_MODES["safe"], min_free_probability=0.9)
+    assert NAV_MODES["safe"].min_free_probability > 0.6
+    blocked = Navigator([FLOOR], "safe").step(class_map, probability)
+    check_command(blocked)
+    assert blocked.stop and blocked.reason == "blocked" and blocked.clearance == 0.0
+    assert not Navigator([FLOOR], "safe").step(class_map).stop
+    assert Navigator([FLOOR], "safe", sure).step(class_map, probability).stop
+    for mode in ("balanced", "adventurous"):
+        assert NAV_MODES[mode].min_free_probability == 0.0
+        with_probability = Navigator([FLOOR], mode).step(class_map, probability)
+        assert with_probability == Navigator([FLOOR], mode).step(class_map)
+        assert not with_probability.stop
+    # Sure floor everywhere: the same command as without probabilities.
+    assert (Navigator([FLOOR], "safe").step(class_map, np.ones((16, 16), np.float32))
+            == Navigator([FLOOR], "safe").step(class_map))
+
+
+def test_free_probability_sums_the_traversable_classes_and_is_resized():
+    navigator = Navigator([FLOOR, WALL], "safe")
+    probabilities = np.zeros((8, 8, 4), dtype=np.float32)
+    probabilities[..., FLOOR], probabilities[..., WALL], probabilities[..., OBSTACLE] = 0.5, 0.25, 0.25
+    free = navigator.free_probability(probabilities)
+    assert free.shape == (8, 8) and free.dtype == np.float32 and np.allclose(free, 0.75)
+    coarse = np.ones((8, 8), dtype=np.float32)
+    coarse[4:, 2:6] = 0.1  # the bottom centre quarter, at 8x8: doubtful
+    space = navigator.free_space(scene(), coarse)
+    cols = space.column_depth.shape[0]
+    assert np.all(space.column_depth[cols // 4 + 3: 3 * cols // 4 - 3] == 0.0)
+    assert np.all(space.column_depth[: cols // 4 - 3] > 0.5)
+    with pytest.raises(EdgesegError, match="HxWxC class probabilities"):
+        navigator.free_probability(np.zeros((8, 8, 2), dtype=np.float32))  # no channel for WALL
+    with pytest.raises(EdgesegError, match="free_probability as an HxW array"):
+        navigator.step(scene(), np.ones((8, 8, 1), dtype=np.float32))

@@ -298,6 +298,22 @@ def test_cli_rejects_unknown_modes(sim_cli, capsys):
 # --- a real model -----------------------------------------------------------------------------
 
 
+class CountingPerceiver:
+    """A real perceiver, counting which of its two ways the simulator asks it to see."""
+
+    def __init__(self, perceive) -> None:
+        self.perceive, self.spec, self.name = perceive, perceive.spec, perceive.name
+        self.class_maps = self.segments = 0
+
+    def __call__(self, rgb):
+        self.class_maps += 1
+        return self.perceive(rgb)
+
+    def segment(self, rgb):
+        self.segments += 1
+        return self.perceive.segment(rgb)
+
+
 def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
     from edgeseg.runtime import Segmenter
 
@@ -309,6 +325,16 @@ def test_a_real_onnx_model_drives_an_episode(tiny_synthetic_onnx):
         rgb, _ = world.world.render(world.start, SMALL)
         with Segmenter.open(tiny_synthetic_onnx) as segmenter:
             np.testing.assert_array_equal(perceive(rgb), segmenter.seg(rgb).class_map)
+        seen = perceive.segment(rgb)
+        np.testing.assert_array_equal(seen.class_map, perceive(rgb))
+        assert seen.probabilities.shape[2] == len(perceive.spec.class_names)
+        # Safe mode weighs the model's floor probability on every frame; adventurous only its class map.
+        counting = CountingPerceiver(perceive)
+        safe = simulate(counting, "safe", config, progress=False)
+        assert counting.segments == safe.episodes[0].steps and counting.class_maps == 0
+        counting = CountingPerceiver(perceive)
+        adventurous = simulate(counting, "adventurous", config, progress=False)
+        assert counting.segments == 0 and counting.class_maps == adventurous.episodes[0].steps
     episode = report.episodes[0]
     assert report.perception == str(tiny_synthetic_onnx)
     assert episode.steps == config.steps or episode.collided
@@ -359,3 +385,20 @@ def test_camera_corridor_is_never_narrower_than_the_cars_path():
             corridor = measured_corridor_width(navigator, rows, cols, row)
             bottom = config.car_width + 2 * config.margin  # the corridor only narrows from the bumper on
             assert path - 2.0 / cols <= corridor <= bottom + 2.0 / cols, (mode, depth, corridor, path)
+
+
+def test_reversing_never_brings_the_car_nearer_than_the_rear_margin():
+    """Backing towards the wall behind: the rear sensor stops it at the margin, it never squeezes closer."""
+    config = SimConfig(camera=SMALL)
+    world = World(size_m=(3.0, 3.0))
+    pose = Pose(config.car_radius_m + 0.1, 1.5, 0.0)  # facing away from the wall, 10 cm behind
+    clearance = float(world.clearance(pose.x, pose.y))
+    gaps = []
+    for _ in range(40):
+        moved = sim_module._reverse(world, pose, clearance, 1.0, config)
+        if moved is None:
+            break
+        pose, clearance = moved
+        gaps.append(clearance - config.car_radius_m)
+    assert gaps and min(gaps) >= config.rear_margin_m - 1e-9
+    assert min(gaps) < 0.1  # it did back towards the wall
