@@ -271,6 +271,9 @@ class StreamPipeline:
         self.source = source
         self.segmenter = segmenter
         self.navigator = navigator
+        # Safe mode drives only on floor the model is confident about (NavConfig.min_free_probability),
+        # so its frames are segmented with class probabilities, as `edgeseg sim` does.
+        self._with_probabilities = navigator is not None and navigator.config.min_free_probability > 0.0
         self.sinks = list(sinks)
         self.config = config
         self.telemetry = telemetry if telemetry is not None else Telemetry()
@@ -497,7 +500,10 @@ class StreamPipeline:
     def _segment(self, item: _Captured) -> _Segmented:
         read = item.read
         timings = {"capture": item.capture_s, "queue": time.perf_counter() - read.timestamp}
-        segmentation = self.segmenter.seg(read.frame)
+        if self._with_probabilities:
+            segmentation = self.segmenter.seg(read.frame, probabilities=True)
+        else:
+            segmentation = self.segmenter.seg(read.frame)
         segmented_at = time.perf_counter()
         for stage in ("preprocess", "infer", "postprocess"):
             timings[stage] = float(segmentation.timings.get(stage, 0.0))
@@ -526,7 +532,9 @@ class StreamPipeline:
         command = None
         if self.navigator is not None:
             started = time.perf_counter()
-            command = self.navigator.step(segmentation.class_map)
+            probabilities = getattr(segmentation, "probabilities", None)
+            free = self.navigator.free_probability(probabilities) if probabilities is not None else None
+            command = self.navigator.step(segmentation.class_map, free_probability=free)
             timings["nav"] = time.perf_counter() - started
         result = FrameResult(
             index=read.index, frame=read.frame, class_map=segmentation.class_map,  # type: ignore[arg-type]

@@ -111,7 +111,7 @@ class SlowSegmenter:
         self.delay_s = delay_s
         self.calls = 0
 
-    def seg(self, frame: np.ndarray) -> Segmentation:
+    def seg(self, frame: np.ndarray, probabilities: bool = False) -> Segmentation:
         self.calls += 1
         time.sleep(self.delay_s)
         class_map = np.zeros(frame.shape[:2], np.uint8)

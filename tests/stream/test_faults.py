@@ -108,11 +108,11 @@ def test_model_error_ends_on_a_stop_and_one_line(main, monkeypatch, tmp_path, st
     real_seg = Segmenter.seg
     calls = []
 
-    def failing_seg(self, frame):
+    def failing_seg(self, frame, probabilities=False):
         calls.append(1)
         if len(calls) == 4:
             raise EngineError("the model failed on frame 3 (simulated)")
-        return real_seg(self, frame)
+        return real_seg(self, frame, probabilities)
 
     monkeypatch.setattr(Segmenter, "seg", failing_seg)
     code = main(stream_args(stream_models.onnx_path, "synthetic://?size=48x32&realtime=0", "--commands",

@@ -240,7 +240,7 @@ class _SleepySegmenter:
     spec = _Spec(class_names=("floor", "obstacle", "wall", "background"), input_height=32, input_width=32,
                  traversable=("floor",), model="fake")
 
-    def seg(self, frame):
+    def seg(self, frame, probabilities=False):
         from edgeseg.runtime.segmenter import Segmentation
 
         time.sleep(0.02)
@@ -271,3 +271,31 @@ def test_pace_reads_cuts_the_wait_not_the_throughput() -> None:
     assert ahead["queue"] > 30  # read ahead: the frame waits for the one being inferred and the one in the slot
     assert paced["queue"] < 15
     assert paced["fps"] > 0.8 * ahead["fps"]
+
+
+@pytest.mark.parametrize("mode, with_probabilities", [("safe", True), ("adventurous", False)])
+def test_safe_mode_segments_with_probabilities_and_the_navigator_gets_them(segmenter, mode, with_probabilities):
+    """Safe mode drives only on floor the model is sure of (min_free_probability), on a robot as in
+    `edgeseg sim`: its frames are segmented with class probabilities and the navigator receives the
+    traversable probability; the other modes pay for no softmax."""
+    navigator = Navigator.from_spec(segmenter.spec, mode)
+    asked, given = [], []
+    real_seg, real_step = segmenter.seg, navigator.step
+
+    def seg(frame, probabilities=False):
+        asked.append(probabilities)
+        return real_seg(frame, probabilities=probabilities)
+
+    def step(class_map, free_probability=None):
+        given.append(free_probability)
+        return real_step(class_map, free_probability=free_probability)
+
+    segmenter.seg, navigator.step = seg, step
+    with open_source("synthetic://?size=64x48&realtime=false&seed=1") as source:
+        summary = StreamPipeline(source, segmenter, navigator, [], PipelineConfig(max_frames=4)).run()
+    assert summary.processed == 4 and asked == [with_probabilities] * 4
+    if with_probabilities:
+        assert all(p is not None and p.ndim == 2 for p in given)  # at the model output size
+        assert all(0.0 <= float(p.min()) and float(p.max()) <= 1.0 + 1e-6 for p in given)
+    else:
+        assert given == [None] * 4
