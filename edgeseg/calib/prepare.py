@@ -147,13 +147,13 @@ def check_prepared(
     Raises:
         EngineError: the prepared graph differs (a bug in a rewrite; nothing is written).
     """
-    from edgeseg.calib.session import cpu_session
+    from edgeseg.artifact.onnxmeta import ort_session
     from edgeseg.export.keras_to_onnx import compare_outputs
     from edgeseg.runtime.preprocess import preprocess
 
     frames = list(frames[: max(CHECK_FRAMES, batch_size)])
     frames += [frames[-1]] * (-len(frames) % batch_size)
-    sessions = [cpu_session(original), cpu_session(prepared)]
+    sessions = [ort_session(original), ort_session(prepared)]
     outputs: list[list[np.ndarray]] = [[], []]
     for start in range(0, len(frames), batch_size):
         batch = preprocess(frames[start : start + batch_size], spec)

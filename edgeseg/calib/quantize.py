@@ -54,7 +54,6 @@ import numpy as np
 from edgeseg.calib import trt_cache
 from edgeseg.calib.op_profile import OpAccount, choose_float_ops, kernel_latency, quantized_ops
 from edgeseg.calib.prepare import PREPARE_VERSION, PrepareReport, check_prepared, prepare_graph
-from edgeseg.calib.session import cpu_session
 from edgeseg.calib.readers import (
     FrameBatchReader,
     FrameSet,
@@ -63,7 +62,7 @@ from edgeseg.calib.readers import (
     load_calibration_frames,
     warn_on_stderr,
 )
-from edgeseg.artifact.onnxmeta import QUANT_METADATA_KEY, invalid_onnx_error, write_metadata
+from edgeseg.artifact.onnxmeta import QUANT_METADATA_KEY, invalid_onnx_error, ort_session, write_metadata
 from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
 from edgeseg.fileio import file_sha256, temporary_dir
@@ -535,7 +534,7 @@ def _check_loads(path: Path, source: Path) -> None:
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     try:
-        cpu_session(path)
+        ort_session(path)
     except (ort_errors.InvalidGraph, ort_errors.InvalidArgument, ort_errors.NotImplemented, ort_errors.Fail) as err:
         raise EngineError(
             f"the INT8 model quantized from {source} does not load in ONNX Runtime ({err}); nothing written. "
@@ -555,7 +554,7 @@ def measure_latency(
     on a busy machine the medians of two models 10% apart swapped places (the choice of
     format picked the slower one).
     """
-    sessions = {key: cpu_session(path) for key, path in paths.items()}
+    sessions = {key: ort_session(path) for key, path in paths.items()}
     names = {key: session.get_inputs()[0].name for key, session in sessions.items()}
     for key, session in sessions.items():
         for _ in range(warmup):

@@ -181,11 +181,11 @@ def _segmenter(model_path: Path, spec: ModelSpec) -> Any:
     The model is one calibration itself just wrote, so `open_onnxruntime`'s integrity and
     metadata checks are skipped; `spec` is the float model's.
     """
-    from edgeseg.calib.session import cpu_session
+    from edgeseg.artifact.onnxmeta import ort_session
     from edgeseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(OnnxRuntimeBackend(Path(model_path), cpu_session(model_path), spec))
+    return Segmenter(OnnxRuntimeBackend(Path(model_path), ort_session(model_path), spec))
 
 
 # --------------------------------------------------------------------------------------------
