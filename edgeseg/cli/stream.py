@@ -99,11 +99,11 @@ def source_uri(args: argparse.Namespace) -> str:
 def options_from_args(args: argparse.Namespace) -> StreamOptions:
     """The parsed flags as StreamOptions (all the wiring lives in `edgeseg.stream.run`)."""
     from edgeseg.errors import EdgesegError
-    from edgeseg.stream.runner import StreamOptions
+    from edgeseg.stream.runner import ROBOT_WITHOUT_NAV, StreamOptions
 
+    # Before the robot is resolved: partial camera flags with --no-nav get this message, not the camera's.
     if args.no_nav and any(getattr(args, dest) is not None for dest in common.ROBOT_DESTS):
-        raise EdgesegError("--robot, --camera-height, --camera-pitch, --hfov and --car-width are for navigation; "
-                           "drop --no-nav")
+        raise EdgesegError(ROBOT_WITHOUT_NAV)
     return StreamOptions(
         source=source_uri(args), model=args.model, outputs=tuple(args.sink or ()),
         commands=tuple(args.commands or ()), record=args.record, save_frames=args.save_frames, serve=args.serve,

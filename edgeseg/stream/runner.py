@@ -45,6 +45,10 @@ class StreamFailed(EdgesegError):
         self.summary = summary
 
 
+ROBOT_WITHOUT_NAV = ("--robot, --camera-height, --camera-pitch, --hfov and --car-width are for navigation; "
+                     "drop --no-nav")
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """One stream run (the `edgeseg stream` flags, typed).
@@ -223,8 +227,7 @@ def run(options: StreamOptions, log: Callable[[str], None] = _stderr) -> RunSumm
     if options.commands and not options.nav:
         raise EdgesegError("--commands sends navigation commands; drop --no-nav")
     if options.robot is not None and not options.nav:
-        raise EdgesegError("--robot, --camera-height, --camera-pitch, --hfov and --car-width are for navigation; "
-                           "drop --no-nav")
+        raise EdgesegError(ROBOT_WITHOUT_NAV)
     config = pipeline.PipelineConfig(
         view=options.view, alpha=options.alpha, legend=options.legend, max_frames=options.max_frames,
         pace_reads=not options.read_ahead, command_timeout_s=options.command_timeout_s)
