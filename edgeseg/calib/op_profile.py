@@ -207,9 +207,11 @@ def quantized_ops(model: Any, float_nodes: Sequence[str] = ()) -> dict[str, int]
 
 
 def account_from_metadata(metadata: dict[str, str]) -> OpAccount | None:
-    """The per-op account in a model's metadata (`edgeseg.quantization`), or None (for `inspect`)."""
+    """The per-op account in a model's quantization record (`edgeseg.quantization`), or None (for `inspect`)."""
+    from edgeseg.artifact.onnxmeta import quantization_from_metadata
+
+    record = quantization_from_metadata(metadata) or {}
     try:
-        record = json.loads(metadata.get("edgeseg.quantization", "{}"))
         return OpAccount.from_dict(record["op_account"]) if "op_account" in record else None
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
@@ -217,9 +219,9 @@ def account_from_metadata(metadata: dict[str, str]) -> OpAccount | None:
 
 def read_account(path: str | Path) -> OpAccount | None:
     """The per-op account an `edgeseg calibrate` model (or the CPU engine built from it) carries."""
-    from edgeseg.onnxmeta import load_onnx_model
+    from edgeseg.artifact.onnxmeta import read_metadata
 
-    return account_from_metadata({entry.key: entry.value for entry in load_onnx_model(path).metadata_props})
+    return account_from_metadata(read_metadata(path))
 
 
 # --------------------------------------------------------------------------------------------
