@@ -490,6 +490,9 @@ def quantize_layout(
     extra: dict[str, Any] = {
         "ActivationSymmetric": layout.activation_symmetric,
         "WeightSymmetric": True,
+        # A BatchNormalization left unfused has rank-1 scale and bias: its channels are axis 0
+        # (ONNX Runtime's default axis 1 is out of range there, and it warns once per node).
+        "QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0},
     }
     if layout.inputs_only:
         extra["OpTypesToExcludeOutputQuantization"] = list(layout.op_types or ())

@@ -159,3 +159,33 @@ def rewritten_unchecked(model):
     report = PrepareReport()
     rewrite_graph(model, report)
     return model, report, Counter(node.op_type for node in model.graph.node)
+
+
+def test_an_unfolded_batchnorm_is_quantized_per_channel_without_warnings(tmp_path: Path, foreign, write_pictures,
+                                                                       caplog):
+    """A BatchNorm after an Add has no exact fold; its rank-1 scale is quantized along axis 0."""
+    import logging
+
+    from edgeseg.calib import ImageFolder, calibrate
+    from edgeseg.onnxmeta import write_spec_metadata
+
+    b = foreign._Graph(seed=4)
+    x = b.conv("input", 3, 8, bias=True)
+    y = b.bn(b.node("Add", [x, b.conv(x, 8, 8)]), 8)
+    logits = b.conv(y, 8, 4, k=1, bias=True)
+    model = write_spec_metadata(model_of(b, logits, 4, size=32), foreign.foreign_spec(32, 32))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    frames = tmp_path / "frames"
+    write_pictures(frames, np.stack(synthetic_frames(32, 32, 4, seed=1)))
+    with caplog.at_level(logging.WARNING):
+        report = calibrate(path, ImageFolder(frames), num_frames=4, fmt="qdq", measure_ops=False, float_head=False,
+                           progress=False, warn=lambda message: None)
+    assert "out-of-range" not in caplog.text
+    quantized = onnx.load(str(report.output))
+    bn = next(n for n in quantized.graph.node if n.op_type == "BatchNormalization")
+    producers = {o: n for n in quantized.graph.node for o in n.output}
+    scale_dq = producers[bn.input[1]]
+    assert scale_dq.op_type == "DequantizeLinear"
+    scales = {i.name: i for i in quantized.graph.initializer}[scale_dq.input[1]]
+    assert list(scales.dims) == [8] and helper.get_attribute_value(scale_dq.attribute[0]) == 0
