@@ -7,7 +7,7 @@
 Models: the fixtures of tests/calib/foreign_graphs.py at a realistic size (>= 1 GMAC each: PReLU
 with per-channel and shared slopes, BatchNorm left unfused after Conv and ConvTranspose, a
 Softmax/MatMul attention block, HardSwish in PyTorch's pre-opset-14 form, ReLU6 as Min/Max,
-nearest and bilinear Resize), trained on CamVid first (benchmarks/foreign_training.py: about 4
+nearest and bilinear Resize), trained on CamVid first (benchmarks/foreign_training.py: about 3
 minutes a model on 2 cores, cached in .cache/int8_foreign/; `--random-weights` measures the
 untrained graphs instead), and with `--onnx` any other model (e.g. a real PyTorch export) with
 its spec. Each is calibrated by `edgeseg.calib.calibrate` (target cpu, format auto: what
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, help="the spec JSON of --onnx")
     parser.add_argument("--size", default="384x640", help="fixture input HxW (multiples of 16)")
     parser.add_argument("--frames", type=int, default=32, help="calibration frames")
-    parser.add_argument("--eval", type=int, default=24, help="agreement frames (held-out sequence)")
+    parser.add_argument("--eval", type=int, default=24, help="agreement frames (held out: the tail of each drive)")
     parser.add_argument("--steps", type=int, default=600, help="training steps of each fixture (batch 8)")
     parser.add_argument("--random-weights", action="store_true", help="measure the untrained fixtures")
     parser.add_argument("--runs", type=int, default=40)
@@ -152,8 +152,8 @@ def main() -> None:
     height, width = (int(v) for v in args.size.lower().split("x"))
     spec = foreign.foreign_spec(height, width)
     train_pairs = foreign_training.camvid_pairs(CAMVID, held_out=False)
-    eval_frames, eval_masks = foreign_training.load_pairs(
-        spread(foreign_training.camvid_pairs(CAMVID, held_out=True), args.eval), spec)
+    eval_pairs = spread(foreign_training.camvid_pairs(CAMVID, held_out=True), args.eval)
+    eval_frames, eval_masks = foreign_training.load_pairs(eval_pairs, spec)
     with tempfile.TemporaryDirectory(prefix="int8_foreign.") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -172,10 +172,9 @@ def main() -> None:
         if args.onnx is not None:
             model = folder / args.onnx.name
             model.write_bytes(args.onnx.read_bytes())
-            other = ModelSpec.load(args.spec)
-            raw = [foreign_training.load_pairs([pair], other)[0][0] for pair in
-                   spread(foreign_training.camvid_pairs(CAMVID, held_out=True), args.eval)]
-            rows.append(bench_one(args.onnx.stem, model, other, args, calib_dir, np.stack(raw), folder))
+            other = ModelSpec.load(args.spec)  # its own input size; CamVid's labels are not its classes
+            frames, _ = foreign_training.load_pairs(eval_pairs, other)
+            rows.append(bench_one(args.onnx.stem, model, other, args, calib_dir, frames, folder))
     columns = ["model", "gmac", "format", "fp32_ms", "int8_ms", "speedup", "plain_ms", "speedup_plain", "agreement",
                "agreement_plain", "miou_fp32", "miou_int8", "fp32_kernel_ms", "int8_kernel_ms", "load"]
     weights = "random weights" if args.random_weights else f"trained {args.steps} steps on CamVid"
