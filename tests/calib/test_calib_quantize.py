@@ -15,6 +15,7 @@ from edgeseg.calib.quantize import (
     TENSORRT_OP_TYPES,
     CalibrationRanges,
     calibrate,
+    choose_format,
     head_nodes,
 )
 from edgeseg.calib.readers import ImageFolder
@@ -96,8 +97,14 @@ def test_cpu_target_is_quantized_keeps_the_spec_and_agrees_with_float(
 def test_auto_format_times_both_layouts(model_copy, calib_images):
     report = quiet_calibrate(model_copy, ImageFolder(calib_images), target="cpu", num_frames=8, fmt="auto")
     assert set(report.latency_ms) == {"qdq", "qoperator"}
-    assert report.format == min(report.latency_ms, key=report.latency_ms.get)
+    assert report.format == choose_format(report.latency_ms)
     assert all(ms > 0 for ms in report.latency_ms.values())
+
+
+def test_qoperator_is_chosen_only_when_clearly_faster():
+    assert choose_format({"qdq": 10.0, "qoperator": 9.6}) == "qdq"  # within noise: the portable form
+    assert choose_format({"qdq": 10.0, "qoperator": 9.4}) == "qoperator"
+    assert choose_format({"qdq": 9.0, "qoperator": 10.0}) == "qdq"
 
 
 def test_tensorrt_target_layout_and_legacy_cache(model_copy, calib_images, tiny_model):
