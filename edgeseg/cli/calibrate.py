@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
                         help=f"ONNX Runtime calibration method (default {DEFAULT_METHOD}: the best pixel agreement "
                              "with float in our measurements)")
     parser.add_argument("--format", dest="fmt", choices=("auto", "qdq", "qoperator"), default="auto",
-                        help="cpu layout: auto times QDQ and QOperator here and keeps QOperator only if 5%% faster (default)")
+                        help="cpu layout: auto times QDQ and QOperator here and keeps QOperator only if 3%% faster (default)")
     parser.add_argument("--float-head", action="store_true", default=None,
                         help="cpu: keep the class convolution and final resize in float (slower, can be more "
                              "accurate); the tensorrt target always does")
