@@ -40,6 +40,7 @@ class _Graph:
     def __init__(self, seed: int, params: list[dict] | None = None) -> None:
         self.rng = np.random.default_rng(seed)
         self.params = iter(params) if params is not None else None
+        self.input = "input"
         self.nodes: list = []
         self.inits: list = []
         self.count = 0
@@ -200,8 +201,9 @@ def foreign_model(kind: str, height: int, width: int, seed: int = 0, width_mult:
     from onnx import TensorProto, helper
 
     g = _Graph(seed, params)
-    g.input = "input"
     logits = _architecture(g, kind, height, width, width_mult)
+    if g.params is not None and next(g.params, None) is not None:
+        raise ValueError(f"more trained weights than {kind} has layers: they are for another architecture")
     head = g.nodes[-2]
 
     graph = helper.make_graph(

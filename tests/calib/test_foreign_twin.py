@@ -31,10 +31,12 @@ def test_twin_weights_poured_into_onnx_give_the_same_logits(foreign, kind):
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
 
 
-def test_params_of_the_wrong_kind_are_refused(foreign):
+def test_params_of_another_architecture_are_refused(foreign):
     _, twin = foreign.keras_twin("prelu_bn", 32, 32, width_mult=0.25)
     with pytest.raises(ValueError, match="trained weights are for a"):
         foreign.foreign_model("attention", 32, 32, width_mult=0.25, params=twin.params())
+    with pytest.raises(ValueError, match="more trained weights than prelu_bn has layers"):
+        foreign.foreign_model("prelu_bn", 32, 32, width_mult=0.25, params=twin.params() * 2)
 
 
 def _training_module():
