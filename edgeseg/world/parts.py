@@ -36,6 +36,12 @@ _FLOOR_MAX_PX = 1200
 # Small value types
 
 
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """A world file's named option (a floor kind, an obstacle shape...) must be one it knows."""
+    if value not in choices:
+        raise DataError(f"{what} {value!r} is not one of {choices}")
+
+
 @dataclass(frozen=True)
 class Lighting:
     """Per-frame photometric conditions.
@@ -113,10 +119,8 @@ class Obstacle:
     texture_scale_m: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.shape not in OBSTACLE_SHAPES:
-            raise DataError(f"obstacle shape {self.shape!r} is not one of {OBSTACLE_SHAPES}")
-        if self.texture not in OBSTACLE_TEXTURES:
-            raise DataError(f"obstacle texture {self.texture!r} is not one of {OBSTACLE_TEXTURES}")
+        _check_choice("obstacle shape", self.shape, OBSTACLE_SHAPES)
+        _check_choice("obstacle texture", self.texture, OBSTACLE_TEXTURES)
         if self.height <= 0:
             raise DataError(f"obstacle height must be positive, got {self.height}")
         if self.shape == "cylinder" and self.radius <= 0:
@@ -155,8 +159,7 @@ class FloorStyle:
     shadow: float = 0.35  # contact-shadow strength near obstacles and walls (0..1)
 
     def __post_init__(self) -> None:
-        if self.kind not in FLOOR_KINDS:
-            raise DataError(f"floor kind {self.kind!r} is not one of {FLOOR_KINDS}")
+        _check_choice("floor kind", self.kind, FLOOR_KINDS)
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,7 @@ class WallStyle:
     period_m: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in WALL_KINDS:
-            raise DataError(f"wall kind {self.kind!r} is not one of {WALL_KINDS}")
+        _check_choice("wall kind", self.kind, WALL_KINDS)
 
 
 @dataclass(frozen=True)
@@ -186,5 +188,4 @@ class BackgroundStyle:
     color2: RGB = (150, 150, 160)
 
     def __post_init__(self) -> None:
-        if self.kind not in BACKGROUND_KINDS:
-            raise DataError(f"background kind {self.kind!r} is not one of {BACKGROUND_KINDS}")
+        _check_choice("background kind", self.kind, BACKGROUND_KINDS)

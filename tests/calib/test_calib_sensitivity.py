@@ -88,13 +88,10 @@ def eval_dataset(tmp_path, scenes, write_pictures) -> FileDataset:
 
 
 @pytest.fixture
-def dim_images(tmp_path) -> Path:
+def dim_images(tmp_path, write_pictures) -> Path:
     """Calibration frames far darker than the real scenes: ranges that clip the real data."""
     folder = tmp_path / "dim"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(8):
-        cv2.imwrite(str(folder / f"{index}.png"), rng.integers(0, 40, (32, 32, 3), dtype=np.uint8))
+    write_pictures(folder, np.random.default_rng(0).integers(0, 40, (8, 32, 32, 3), dtype=np.uint8))
     return folder
 
 
