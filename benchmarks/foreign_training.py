@@ -115,8 +115,6 @@ def _load(path: Path) -> list[dict]:
             if key != "kinds":
                 index, field = key.split(".", 1)
                 params[int(index)][field] = data[key]
-    for layer in params:
-        layer.setdefault("bias", None)
     return params
 
 

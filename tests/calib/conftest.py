@@ -21,11 +21,18 @@ from edgeseg.spec import ModelSpec
 
 SIZE = 32
 
+
+
+def load_by_path(name: str, path: Path):
+    """A module from a file outside any package (tests/ and benchmarks/ are not packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # graphs built like PyTorch exports (also used by benchmarks/int8_foreign.py, hence loaded by path)
-_foreign_spec = importlib.util.spec_from_file_location("edgeseg_calib_foreign_graphs",
-                                                       Path(__file__).with_name("foreign_graphs.py"))
-foreign_graphs = importlib.util.module_from_spec(_foreign_spec)
-_foreign_spec.loader.exec_module(foreign_graphs)
+foreign_graphs = load_by_path("edgeseg_calib_foreign_graphs", Path(__file__).with_name("foreign_graphs.py"))
 SPEC = ModelSpec(class_names=("red", "green", "blue"), input_height=SIZE, input_width=SIZE, model="tiny")
 
 
@@ -113,6 +120,12 @@ def scenes():
 def write_pictures():
     """write_images(folder, images, suffix=".png") -> paths."""
     return write_images
+
+
+@pytest.fixture(scope="session")
+def foreign_training():
+    """benchmarks/foreign_training.py, which trains the foreign fixtures for the INT8 benchmark."""
+    return load_by_path("foreign_training", Path(__file__).parents[2] / "benchmarks" / "foreign_training.py")
 
 
 @pytest.fixture

@@ -39,25 +39,8 @@ def test_params_of_another_architecture_are_refused(foreign):
         foreign.foreign_model("prelu_bn", 32, 32, width_mult=0.25, params=twin.params() * 2)
 
 
-def _training_module():
-    """benchmarks/foreign_training.py, which trains the twins for the INT8 benchmark."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
-    spec = importlib.util.spec_from_file_location("foreign_training", benchmarks / "foreign_training.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(benchmarks))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(benchmarks))
-    return module
-
-
-def test_camvid_split_holds_out_the_tail_of_every_drive(tmp_path):
-    training = _training_module()
+def test_camvid_split_holds_out_the_tail_of_every_drive(tmp_path, foreign_training):
+    training = foreign_training
     for folder in ("train", "trainannot"):
         (tmp_path / folder).mkdir()
         for name in [f"A_{i:03d}.png" for i in range(10)] + [f"B_{i:03d}.png" for i in range(5)]:
@@ -68,8 +51,8 @@ def test_camvid_split_holds_out_the_tail_of_every_drive(tmp_path):
     assert len(rest) == 12 and not set(rest) & set(held)
 
 
-def test_trained_twin_weights_survive_the_cache_and_change_the_network(foreign, tmp_path):
-    training = _training_module()
+def test_trained_twin_weights_survive_the_cache_and_change_the_network(foreign, foreign_training, tmp_path):
+    training = foreign_training
     height, width = 32, 48
     spec = foreign.foreign_spec(height, width)
     rng = np.random.default_rng(1)
