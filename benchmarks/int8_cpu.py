@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from _table import print_table, write_json  # noqa: E402
 
+from edgeseg.artifact.onnxmeta import ort_session  # noqa: E402
 from edgeseg.calib import DatasetImages, calibrate  # noqa: E402
+from edgeseg.calib.op_profile import profile_ops  # noqa: E402
 from edgeseg.calib.quantize import cpu_has_vnni, default_reduce_range  # noqa: E402
 from edgeseg.data.synthetic import SyntheticDataset  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess  # noqa: E402
@@ -101,42 +103,20 @@ def keras_runner(keras_model):
 
 
 def ort_runner(path: Path, threads: int, spinning: bool = True):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """The model in ONNX Runtime as edgeseg's runtime opens it (`ort_session`: denormals as zero)."""
+    config = {} if spinning else {"session.intra_op.allow_spinning": "0"}
+    session = ort_session(path, threads=threads, config=config)
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})
 
 
 def kernel_ms(path: Path, batch: np.ndarray, runs: int = 15) -> float:
-    """Sum over nodes of each node's fastest kernel time (ORT profiler, one thread).
+    """Sum over nodes of each node's fastest kernel time (ORT profiler, one thread: `profile_ops`).
 
     A load-robust estimate of the compute time on a quiet machine: background load on a shared
     machine inflates wall-clock medians, but rarely every run of every node.
     """
-    import json
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.enable_profiling = True
-    with tempfile.TemporaryDirectory(prefix="int8_cpu_profile.") as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: batch})
-        events = json.loads(Path(session.end_profiling()).read_text())
-    fastest: dict[str, float] = {}
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            fastest[event["name"]] = min(fastest.get(event["name"], float("inf")), event["dur"] / 1000)
-    return sum(fastest.values())
+    return sum(profile_ops(path, batch, runs=runs).values())
 
 
 def time_interleaved(runners: dict, batch: np.ndarray, runs: int, warmup: int = 10,

@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 from _table import print_table, write_json  # noqa: E402
 from int8_cpu import kernel_ms, ort_runner, time_interleaved  # noqa: E402
 
+from edgeseg.artifact.onnxmeta import ort_session  # noqa: E402
 from edgeseg.calib import ImageFolder, calibrate  # noqa: E402
 from edgeseg.engine.ort_build import optimize_for_cpu  # noqa: E402
 from edgeseg.runtime.preprocess import preprocess  # noqa: E402
@@ -66,9 +67,7 @@ def spread(items: list, count: int) -> list:
 def compare(float_path: Path, int8_path: Path, frames: np.ndarray, spec: ModelSpec,
             masks: np.ndarray | None) -> tuple[list[float], float | None, float | None]:
     """Per output, the share of pixels whose argmax class is the same; and with masks, both mean IoUs."""
-    import onnxruntime as ort
-
-    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (float_path, int8_path)]
+    sessions = [ort_session(p) for p in (float_path, int8_path)]
     name = sessions[0].get_inputs()[0].name
     tallies = [Tally(len(spec.class_names)), Tally(len(spec.class_names))]
     same: list[list[float]] = []

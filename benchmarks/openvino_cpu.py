@@ -20,20 +20,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 from _table import print_table, write_json  # noqa: E402
+
+from edgeseg.artifact.onnxmeta import ort_session  # noqa: E402
 
 BLOCK = 10
 
 
 def onnxruntime_runner(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads=threads, config={"session.intra_op.allow_spinning": "0"})
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})
 

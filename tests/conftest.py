@@ -15,7 +15,15 @@ from typing import Any, Callable
 
 import pytest
 
+from edgeseg.artifact.onnxmeta import claim_denormals_as_zero
 from edgeseg.spec import ModelSpec
+
+# An edgeseg process computes denormals as zero on its main thread from its first ONNX Runtime
+# session on (`ort_session`); the tests run that way from the start, so that what a test
+# computes does not depend on which test opened the first session. Tests that need denormal
+# values write them by their bits (`tests.fixtures_onnx.denormal_float32`), which no arithmetic flushes.
+claim_denormals_as_zero()
+
 
 
 @dataclass(frozen=True)

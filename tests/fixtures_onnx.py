@@ -157,6 +157,12 @@ def pytorch_like_onnx(
     return ForeignModel(path, spec, tuple(heads))
 
 
+def denormal_float32(shape: tuple[int, ...] | int, bits: int = 0x1000) -> np.ndarray:
+    """float32 denormals (by default 5.7e-42) made from their bit pattern: arithmetic would flush them
+    to 0 in a process whose ONNX Runtime sessions compute denormals as zero (tests/conftest.py)."""
+    return np.full(shape, bits, np.uint32).view(np.float32)
+
+
 def road_scenes(count: int, size: tuple[int, int] = (48, 64), seed: int = 0) -> np.ndarray:
     """RGB uint8 frames [count, H, W, 3] of a drive: green road in the lower part, red blocks on it.
 
@@ -266,7 +272,7 @@ def foreign_onnx(
             # a mask that is 0 everywhere, and one so small (float32 denormals) that 2048 histogram
             # bins over its range are not representable: ONNX Runtime's percentile calibrator crashed
             inits.append(numpy_helper.from_array(np.zeros((1,), np.float32), "zero"))
-            inits.append(numpy_helper.from_array(np.full((1,), 1e-44, np.float32), "tiny"))
+            inits.append(numpy_helper.from_array(denormal_float32(1, bits=7), "tiny"))  # 9.8e-45
             mean = {"axes": [1]} if opset < 18 else {}
             for kind, constant in (("Zero", "zero"), ("Tiny", "tiny")):
                 nodes.append(helper.make_node("Mul", [features, constant], [f"/mask/{kind}_output_0"],

@@ -62,7 +62,13 @@ from edgeseg.calib.readers import (
     load_calibration_frames,
     warn_on_stderr,
 )
-from edgeseg.artifact.onnxmeta import QUANT_METADATA_KEY, invalid_onnx_error, ort_session, write_metadata
+from edgeseg.artifact.onnxmeta import (
+    QUANT_METADATA_KEY,
+    claim_denormals_as_zero,
+    invalid_onnx_error,
+    ort_session,
+    write_metadata,
+)
 from edgeseg.artifact.spec import ONNX_METADATA_KEY, ModelSpec
 from edgeseg.errors import EdgesegError, EngineError, ModelError, SpecError
 from edgeseg.fileio import file_sha256, temporary_dir
@@ -823,6 +829,7 @@ def calibrate(
         raise EngineError(f"no ONNX model at {model_path}; export one with `edgeseg export`")
     spec = spec or _embedded_spec(model_path)
     where = _destinations(model_path, options)
+    claim_denormals_as_zero()  # before ONNX Runtime's quantization tools create their sessions
 
     with temporary_dir(where.output) as work_dir:  # everything is made here and moved into place at the very end
         prepared, preparation = _prepare(model_path, work_dir)

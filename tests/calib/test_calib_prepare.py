@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from edgeseg.calib.prepare import PrepareReport, check_prepared, prepare_graph, rewrite_graph
 from edgeseg.errors import EngineError
 from edgeseg.export.keras_to_onnx import synthetic_frames
+from tests.fixtures_onnx import denormal_float32
 
 
 def model_of(b, output: str, channels: int, opset: int = 17, size: int = 16):
@@ -123,7 +124,7 @@ def test_denormal_weights_are_flushed_to_zero(foreign):
     model = model_of(b, x, 4)
     weight = model.graph.initializer[0]
     value = onnx.numpy_helper.to_array(weight).copy()
-    value[0] = 1e-41  # a trained-to-nothing filter, as TwinLiteNet's attention has
+    value[0] = denormal_float32(value[0].shape)  # a trained-to-nothing filter, as TwinLiteNet's attention has
     weight.CopyFrom(onnx.numpy_helper.from_array(value, weight.name))
     prepared, report, _ = rewritten(model)
     assert "1 weight tensor(s) with denormal values flushed to 0" in report.describe()
