@@ -25,7 +25,6 @@ from edgeseg.spec import ModelSpec
 claim_denormals_as_zero()
 
 
-
 @dataclass(frozen=True)
 class ExportedModel:
     """A tiny Keras model as `edgeseg train` leaves it and as `edgeseg export` converts it."""

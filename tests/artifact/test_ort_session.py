@@ -72,18 +72,16 @@ print(float(y.max()))
 """
 
 
-def test_denormals_are_computed_as_zero_unless_asked_otherwise(tmp_path: Path) -> None:
+def test_denormals_are_computed_as_zero_unless_asked_otherwise() -> None:
     """1e-20 squared is a denormal (1e-40): edgeseg's sessions flush it to 0, on the calling thread
     too. Each case runs in a fresh process: ONNX Runtime sets the calling thread's mode once, from
     the first session of a process, which is why calibration claims it first."""
     import subprocess
     import sys
 
-    script = tmp_path / "square.py"
-    script.write_text(DENORMAL_PRODUCT)
-
     def largest(case: str) -> float:
-        done = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", DENORMAL_PRODUCT, case], capture_output=True, text=True,
+                              check=True)
         return float(done.stdout.strip())
 
     tiny = np.finfo(np.float32).tiny
@@ -93,13 +91,12 @@ def test_denormals_are_computed_as_zero_unless_asked_otherwise(tmp_path: Path) -
     assert largest("claimed, then plain") == 0.0
 
 
-def test_denormal_weights_are_found_on_a_thread_that_computes_them_as_zero(tmp_path: Path) -> None:
+def test_denormal_weights_are_found_on_a_thread_that_computes_them_as_zero() -> None:
     """Calibration claims denormals-as-zero before it prepares the graph: the flush must still see them."""
     import subprocess
     import sys
 
-    script = tmp_path / "flush.py"
-    script.write_text("""
+    script = """
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 from edgeseg.artifact.onnxmeta import claim_denormals_as_zero
@@ -113,6 +110,6 @@ graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g",
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
 model = helper.make_model(graph)
 print(flush_denormals(model), numpy_helper.to_array(model.graph.initializer[0]).view(np.uint32).tolist())
-""")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split(None, 1) == ["1", f"{[0, 0x3F800000, 0, 0]}\n"]
